@@ -1,0 +1,27 @@
+//! # factored-rl
+//!
+//! Reinforcement learning on [burn](https://burn.dev) for agents that make one decision out of
+//! several masked categorical sub-actions ("heads"), remember with an LSTM, and score the chosen
+//! `op` with a critic Q(s, op) — trained with recurrent PPO — and for memory-operation policies
+//! over an OLMoE encoder trained with GRPO.
+//!
+//! The behaviour contract is `SPEC.md` (shipped as `docs/`); each module cites the paper it
+//! implements.
+//!
+//! - [`action_space`]: heads, the op head, causal relevance and op-conditioned mask rules, as data.
+//! - [`distribution`]: the masked categorical distribution and its product over heads.
+//! - [`nn`]: a PyTorch-exact multi-layer LSTM with per-row episode-start resets.
+//! - [`gae`]: generalized advantage estimation with terminations and truncations kept apart.
+#![warn(missing_docs)]
+
+pub mod action_space;
+pub mod backend;
+pub mod checkpoint;
+pub mod distribution;
+pub mod error;
+pub mod gae;
+pub mod nn;
+pub mod weights;
+
+pub use burn;
+pub use error::{Error, Result};

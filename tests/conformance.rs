@@ -1,0 +1,56 @@
+//! Conformance with the reference implementations (PyTorch, sb3-contrib, CleanRL, TRL,
+//! transformers), driven by the fixture tree's discovery contract (`tests/fixtures/README.md`):
+//! the root is `FACTORED_RL_FIXTURES` or `tests/fixtures`, every case file or folder found is
+//! checked, and no case is listed here. Each case prints one line
+//! `conformance <folder>/<case> ok max_abs_err=<x>` (see them with
+//! `cargo test --release --test conformance -- --nocapture`).
+
+#[path = "conformance/gae.rs"]
+mod gae;
+#[path = "conformance/lstm.rs"]
+mod lstm;
+#[path = "conformance/masked_categorical.rs"]
+mod masked_categorical;
+#[path = "conformance/support.rs"]
+mod support;
+
+use support::{case_name, case_paths};
+
+/// The folders this suite knows how to check.
+const CHECKED_FOLDERS: &[&str] = &["gae", "lstm", "masked_categorical"];
+
+fn run_files(folder: &str, ext: &str, check: fn(&std::path::Path, &str) -> bool) {
+    let failed: Vec<String> = case_paths(folder, Some(ext))
+        .into_iter()
+        .filter(|path| !check(path, &case_name(path)))
+        .map(|path| case_name(&path))
+        .collect();
+    assert!(failed.is_empty(), "{folder}: cases failed: {failed:?}");
+}
+
+#[test]
+fn every_fixture_folder_is_checked() {
+    let unknown: Vec<String> = support::folders()
+        .into_iter()
+        .filter(|f| !CHECKED_FOLDERS.contains(&f.as_str()))
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "fixture folders without a checker: {unknown:?}"
+    );
+}
+
+#[test]
+fn masked_categorical() {
+    run_files("masked_categorical", "json", masked_categorical::check);
+}
+
+#[test]
+fn lstm() {
+    run_files("lstm", "safetensors", lstm::check);
+}
+
+#[test]
+fn gae() {
+    run_files("gae", "json", gae::check);
+}
