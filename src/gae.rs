@@ -173,30 +173,30 @@ pub fn compute_gae(
 mod tests {
     use super::*;
 
-    fn run(
-        rewards: &[f32],
-        values: &[f32],
-        terminated: &[bool],
-        truncated: &[bool],
-        terminal: &[f32],
-        last: &[f32],
-        gamma: f32,
-        lambda: f32,
-    ) -> Vec<f32> {
+    struct Case<'a> {
+        rewards: &'a [f32],
+        values: &'a [f32],
+        terminated: &'a [bool],
+        truncated: &'a [bool],
+        terminal: &'a [f32],
+        last: &'a [f32],
+    }
+
+    fn run(case: Case<'_>, gamma: f32, lambda: f32) -> Vec<f32> {
         let inputs = GaeInputs {
-            num_envs: last.len(),
-            rewards,
-            values,
-            terminated,
-            truncated,
-            terminal_values: terminal,
-            last_values: last,
+            num_envs: case.last.len(),
+            rewards: case.rewards,
+            values: case.values,
+            terminated: case.terminated,
+            truncated: case.truncated,
+            terminal_values: case.terminal,
+            last_values: case.last,
         };
-        let mut adv = vec![0.0; rewards.len()];
-        let mut ret = vec![0.0; rewards.len()];
+        let mut adv = vec![0.0; case.rewards.len()];
+        let mut ret = vec![0.0; case.rewards.len()];
         compute_gae(&inputs, GaeParams { gamma, lambda }, &mut adv, &mut ret).unwrap();
         for i in 0..adv.len() {
-            assert_eq!(ret[i], adv[i] + values[i]);
+            assert_eq!(ret[i], adv[i] + case.values[i]);
         }
         adv
     }
@@ -207,12 +207,14 @@ mod tests {
         let r = [1.0, 2.0, 3.0];
         let v = [0.5, -0.5, 0.25];
         let adv = run(
-            &r,
-            &v,
-            &[false; 3],
-            &[false; 3],
-            &[0.0; 3],
-            &[2.0],
+            Case {
+                rewards: &r,
+                values: &v,
+                terminated: &[false; 3],
+                truncated: &[false; 3],
+                terminal: &[0.0; 3],
+                last: &[2.0],
+            },
             0.9,
             1.0,
         );
@@ -225,12 +227,14 @@ mod tests {
         let r = [1.0, 2.0];
         let v = [0.5, -0.5];
         let adv = run(
-            &r,
-            &v,
-            &[false; 2],
-            &[false; 2],
-            &[0.0; 2],
-            &[3.0],
+            Case {
+                rewards: &r,
+                values: &v,
+                terminated: &[false; 2],
+                truncated: &[false; 2],
+                terminal: &[0.0; 2],
+                last: &[3.0],
+            },
             0.9,
             0.0,
         );
@@ -243,23 +247,27 @@ mod tests {
         let r = [1.0, 1.0];
         let v = [0.0, 0.0];
         let truncated = run(
-            &r,
-            &v,
-            &[false, false],
-            &[true, false],
-            &[10.0, 0.0],
-            &[5.0],
+            Case {
+                rewards: &r,
+                values: &v,
+                terminated: &[false, false],
+                truncated: &[true, false],
+                terminal: &[10.0, 0.0],
+                last: &[5.0],
+            },
             0.5,
             0.5,
         );
         assert_eq!(truncated[0], 1.0 + 0.5 * 10.0);
         let both = run(
-            &r,
-            &v,
-            &[true, false],
-            &[true, false],
-            &[10.0, 0.0],
-            &[5.0],
+            Case {
+                rewards: &r,
+                values: &v,
+                terminated: &[true, false],
+                truncated: &[true, false],
+                terminal: &[10.0, 0.0],
+                last: &[5.0],
+            },
             0.5,
             0.5,
         );

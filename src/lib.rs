@@ -18,9 +18,12 @@ pub mod action_space;
 pub mod backend;
 pub mod checkpoint;
 pub mod distribution;
+pub mod env;
 pub mod error;
 pub mod gae;
+pub mod grpo;
 pub mod nn;
+pub mod olmoe;
 pub mod weights;
 
 pub use burn;
