@@ -24,6 +24,7 @@ pub mod gae;
 pub mod grpo;
 pub mod nn;
 pub mod olmoe;
+pub mod policy;
 pub mod weights;
 
 pub use burn;
