@@ -1,7 +1,7 @@
 use burn::module::Module;
 use burn::nn::{Embedding, LayerNorm, LayerNormConfig, Linear};
 use burn::tensor::activation::relu;
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor, TensorData, s};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -361,12 +361,14 @@ impl FactoredRecurrentActorCritic {
         let first = &self.critic.layers[0];
         let weight = first.weight.val();
         let d_out = weight.dims()[1];
-        let state_part = features.clone().matmul(weight.clone().slice([0..d_hidden]));
+        let state_part = features
+            .clone()
+            .matmul(weight.clone().slice(s![0..d_hidden]));
         let state_part = match &first.bias {
             Some(b) => state_part + b.val().unsqueeze_dim(0),
             None => state_part,
         };
-        let op_part = weight.slice([d_hidden..d_hidden + num_ops]);
+        let op_part = weight.slice(s![d_hidden..d_hidden + num_ops]);
         let pre = state_part.unsqueeze_dim::<3>(1) + op_part.unsqueeze_dim::<3>(0);
         let mut x = pre.reshape([rows * num_ops, d_out]);
         for layer in &self.critic.layers[1..] {
