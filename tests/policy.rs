@@ -1,4 +1,5 @@
 //! The factored recurrent actor-critic: the seed bug, recurrence, checkpoints, input errors.
+#![allow(clippy::needless_range_loop)] // rows and heads index several parallel arrays
 
 use factored_rl::Error;
 use factored_rl::action_space::{ActionSpace, reference};
@@ -145,7 +146,7 @@ fn stepwise_acting_equals_one_sequence_evaluation() {
     // Masks vary over time: the op head forbids FOSSILIZE on odd steps.
     let mask_at = |t: usize| {
         let mut m = all_allowed(&space, 1);
-        m[reference::OP][reference::FOSSILIZE] = t % 2 == 0;
+        m[reference::OP][reference::FOSSILIZE] = t.is_multiple_of(2);
         m
     };
     // A non-zero initial state, as a buffer would store mid-training.
