@@ -24,7 +24,9 @@ pub mod gae;
 pub mod grpo;
 pub mod nn;
 pub mod olmoe;
+pub mod optim;
 pub mod policy;
+pub mod ppo;
 pub mod weights;
 
 pub use burn;

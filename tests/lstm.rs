@@ -136,3 +136,71 @@ fn loading_names_missing_and_misshapen_tensors() {
         Err(Error::Corrupt { .. })
     ));
 }
+
+/// The hand-written backward pass equals burn's autodiff of `forward`, multi-layer, with resets
+/// and a non-zero initial state.
+#[test]
+fn hand_written_bptt_matches_autodiff() {
+    let device = default_device().autodiff();
+    let lstm = LstmConfig::new(3, 5)
+        .with_num_layers(2)
+        .with_seed(4)
+        .init(&device);
+    let (batch, time) = (3, 7);
+    let x = Tensor::<3>::from_data(input(batch, time, 3).into_data(), &device).require_grad();
+    let state = LstmState {
+        hidden: Tensor::<3>::ones([2, batch, 5], &device).mul_scalar(0.3),
+        cell: Tensor::<3>::ones([2, batch, 5], &device).mul_scalar(-0.2),
+    };
+    let mut starts = vec![0.0; batch * time];
+    starts[time + 2] = 1.0;
+    starts[2 * time + 4] = 1.0;
+    let starts = Tensor::<2>::from_data(TensorData::new(starts, [batch, time]), &device);
+    // A loss that weights every output differently.
+    let weights: Vec<f32> = (0..batch * time * 5)
+        .map(|i| ((i * 13 % 7) as f32 - 3.0) / 3.0)
+        .collect();
+    let weights = Tensor::<3>::from_data(TensorData::new(weights, [batch, time, 5]), &device);
+
+    let (out, _) = lstm.forward(x.clone(), state.clone(), Some(starts.clone()));
+    let grads = (out.clone() * weights.clone()).sum().backward();
+
+    let (out_fused, _, tape) = lstm.forward_for_backward(x.clone(), state, Some(starts));
+    let close = |a: Vec<f32>, b: Vec<f32>, what: &str| {
+        assert_eq!(a.len(), b.len());
+        for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+            assert!(
+                (x - y).abs() <= 1e-5 + 1e-4 * y.abs(),
+                "{what}[{i}]: {x} vs {y}"
+            );
+        }
+    };
+    let host = |t: Tensor<3>| t.into_data().try_into_vec_as::<f32>().unwrap();
+    close(host(out_fused), host(out), "output");
+    let fused = lstm.backward(&tape, weights.inner());
+    close(host(fused.input), host(x.grad(&grads).unwrap()), "d_input");
+    let flat2 = |t: Tensor<2>| t.into_data().try_into_vec_as::<f32>().unwrap();
+    let flat1 = |t: Tensor<1>| t.into_data().try_into_vec_as::<f32>().unwrap();
+    for (k, (layer, g)) in lstm.layers.iter().zip(fused.layers).enumerate() {
+        close(
+            flat2(g.weight_ih),
+            flat2(layer.weight_ih.val().grad(&grads).unwrap()),
+            &format!("weight_ih_l{k}"),
+        );
+        close(
+            flat2(g.weight_hh),
+            flat2(layer.weight_hh.val().grad(&grads).unwrap()),
+            &format!("weight_hh_l{k}"),
+        );
+        close(
+            flat1(g.bias.clone()),
+            flat1(layer.bias_ih.val().grad(&grads).unwrap()),
+            &format!("bias_ih_l{k}"),
+        );
+        close(
+            flat1(g.bias),
+            flat1(layer.bias_hh.val().grad(&grads).unwrap()),
+            &format!("bias_hh_l{k}"),
+        );
+    }
+}

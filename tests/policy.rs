@@ -526,3 +526,92 @@ fn reference_preset_has_the_spec_parameter_count() {
         .unwrap();
     assert_eq!(net.num_params(), 3_625_314);
 }
+
+/// The hand-written BPTT path gives the gradients burn's autodiff gives for the same loss.
+#[test]
+fn fast_gradients_equal_autodiff_gradients() {
+    use factored_rl::burn::optim::GradientsParams;
+    let device = default_device().autodiff();
+    let config = small_config().with_num_lstm_layers(2);
+    let net = config.init(&device).unwrap().train();
+    let space = net.space().clone();
+    let (batch, time) = (3, 5);
+    let rows = batch * time;
+    let mut rng = StdRng::seed_from_u64(2);
+    let obs = observations(&mut rng, rows, 10);
+    let cat = categorical(rows);
+    let masks = all_allowed(&space, rows);
+    let starts: Vec<bool> = (0..rows).map(|r| r % time == 0 || r == 7).collect();
+    let mut actions: Vec<Vec<usize>> = space
+        .heads()
+        .iter()
+        .map(|h| vec![h.size / 2; rows])
+        .collect();
+    actions[reference::OP] = (0..rows).map(|r| [1, 2, 3][r % 3]).collect();
+    actions[reference::STYLE] = vec![reference::SIGMOID_ADD; rows];
+    let input = EvaluateInput {
+        sequences: Sequences {
+            batch,
+            time,
+            observations: &obs,
+            categorical: &cat,
+            episode_starts: &starts,
+        },
+        masks: &masks,
+        actions: &actions,
+    };
+    let loss_of = |eval: &factored_rl::policy::Evaluation| {
+        let mut loss = eval.values.clone().powi_scalar(2).sum();
+        for (h, (lp, e)) in eval.log_probs.iter().zip(&eval.entropies).enumerate() {
+            loss = loss + lp.clone().sum().mul_scalar(h as f32 + 1.0) - e.clone().sum();
+        }
+        loss
+    };
+    let eval = net
+        .evaluate_actions(&input, net.initial_state(batch))
+        .unwrap();
+    let reference = GradientsParams::from_grads(loss_of(&eval).backward(), &net);
+    let (fast, ()) = net
+        .evaluate_with_gradients(&input, net.initial_state(batch), |eval| {
+            Ok((loss_of(eval), ()))
+        })
+        .unwrap();
+
+    struct Compare<'a> {
+        a: &'a GradientsParams,
+        b: &'a GradientsParams,
+        compared: usize,
+    }
+    impl factored_rl::burn::module::ModuleVisitor for Compare<'_> {
+        fn visit_float<const D: usize>(
+            &mut self,
+            param: &factored_rl::burn::module::Param<Tensor<D>>,
+        ) {
+            let a = self
+                .a
+                .get::<D>(param.id)
+                .map(|t| t.into_data().try_into_vec_as::<f32>().unwrap());
+            let b = self
+                .b
+                .get::<D>(param.id)
+                .map(|t| t.into_data().try_into_vec_as::<f32>().unwrap());
+            let (a, b) = (a.expect("autodiff gradient"), b.expect("fast gradient"));
+            let scale = a.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-3);
+            for (x, y) in a.iter().zip(&b) {
+                assert!(
+                    (x - y).abs() <= 1e-4 * scale,
+                    "{:?}: {x} vs {y}",
+                    param.lazy_shape()
+                );
+            }
+            self.compared += 1;
+        }
+    }
+    let mut compare = Compare {
+        a: &reference,
+        b: &fast,
+        compared: 0,
+    };
+    net.visit(&mut compare);
+    assert!(compare.compared > 20);
+}

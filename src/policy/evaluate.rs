@@ -84,28 +84,30 @@ impl FactoredRecurrentActorCritic {
         input: &EvaluateInput<'_>,
         initial_state: LstmState,
     ) -> Result<Evaluation> {
+        let output = self.forward_sequences(&input.sequences, initial_state)?;
+        self.score(input, output)
+    }
+
+    /// Scores stored actions from the network's raw outputs (shared by
+    /// [`evaluate_actions`](Self::evaluate_actions) and the hand-written BPTT path).
+    pub(crate) fn score(
+        &self,
+        input: &EvaluateInput<'_>,
+        output: SequenceOutput,
+    ) -> Result<Evaluation> {
         let rows = input.sequences.batch * input.sequences.time;
         self.check_masks(input.masks, rows)?;
-        let op_index = self.space.op_index();
-        let ops = input
-            .actions
-            .get(op_index)
-            .ok_or_else(|| Error::WrongLength {
-                what: "per-head actions".into(),
-                expected: self.space.num_heads(),
-                found: input.actions.len(),
-            })?;
-        let output = self.forward_sequences(&input.sequences, initial_state)?;
+        let ops = self.stored_ops(input)?;
         let dist = FactoredDistribution::new(&self.space, output.head_logits, input.masks)?
             .condition_on_ops(ops)?;
         let log_probs = dist.log_probs(input.actions)?;
         let entropies = dist.normalized_entropies();
         let q_values = output.q_values;
-        let device = self.device();
         let values = match self.config.value_mode {
             ValueMode::SelectedOp => {
                 let ops = ops.iter().map(|&op| op as i64).collect::<Vec<_>>();
-                let ops = Tensor::<2, Int>::from_data(TensorData::new(ops, [rows, 1]), &device);
+                let ops =
+                    Tensor::<2, Int>::from_data(TensorData::new(ops, [rows, 1]), &self.device());
                 q_values.clone().gather(1, ops).squeeze_dim(1)
             }
             // π is a weight of the baseline here, not something the value loss should train.
@@ -126,6 +128,18 @@ impl FactoredRecurrentActorCritic {
         })
     }
 
+    fn stored_ops<'a>(&self, input: &EvaluateInput<'a>) -> Result<&'a [usize]> {
+        input
+            .actions
+            .get(self.space.op_index())
+            .map(Vec::as_slice)
+            .ok_or_else(|| Error::WrongLength {
+                what: "per-head actions".into(),
+                expected: self.space.num_heads(),
+                found: input.actions.len(),
+            })
+    }
+
     /// Runs the network over sequences from `initial_state`, applying episode starts: every head's
     /// logits, `Q(s, ·)` and (in `StateValue` mode) `V(s)` at every step.
     ///
@@ -142,28 +156,53 @@ impl FactoredRecurrentActorCritic {
         initial_state: LstmState,
     ) -> Result<SequenceOutput> {
         let (batch, time) = (sequences.batch, sequences.time);
-        let rows = batch * time;
-        self.check_state(&initial_state, batch)?;
+        let inputs = self.sequence_inputs(sequences, &initial_state)?;
+        let starts = self.episode_start_tensor(sequences);
+        let trunk = self.trunk(inputs, batch, time, initial_state, Some(starts));
+        Ok(self.outputs(trunk.features, trunk.state))
+    }
+
+    /// Checks the sequences against `initial_state` and uploads the observations.
+    ///
+    /// # Shapes
+    /// - output: `[batch * time, d_input]`
+    pub(crate) fn sequence_inputs(
+        &self,
+        sequences: &Sequences<'_>,
+        initial_state: &LstmState,
+    ) -> Result<Tensor<2>> {
+        let rows = sequences.batch * sequences.time;
+        self.check_state(initial_state, sequences.batch)?;
         if sequences.episode_starts.len() != rows {
             return Err(Error::ShapeMismatch {
                 name: "episode_starts".into(),
-                expected: vec![batch, time],
+                expected: vec![sequences.batch, sequences.time],
                 found: vec![sequences.episode_starts.len()],
             });
         }
-        let inputs = self.encode_inputs(sequences.observations, sequences.categorical, rows)?;
+        self.encode_inputs(sequences.observations, sequences.categorical, rows)
+    }
+
+    /// `[batch, time]` episode starts as 0.0 / 1.0.
+    pub(crate) fn episode_start_tensor(&self, sequences: &Sequences<'_>) -> Tensor<2> {
         let starts: Vec<f32> = sequences
             .episode_starts
             .iter()
             .map(|&s| f32::from(u8::from(s)))
             .collect();
-        let starts = Tensor::<2>::from_data(TensorData::new(starts, [batch, time]), &self.device());
-        let trunk = self.trunk(inputs, batch, time, initial_state, Some(starts));
-        Ok(SequenceOutput {
-            head_logits: self.head_logits(&trunk.features),
-            q_values: self.q_values(&trunk.features),
-            state_values: self.state_values(&trunk.features),
-            state: trunk.state,
-        })
+        Tensor::<2>::from_data(
+            TensorData::new(starts, [sequences.batch, sequences.time]),
+            &self.device(),
+        )
+    }
+
+    /// Every output head over normalized trunk features `[rows, d_hidden]`.
+    pub(crate) fn outputs(&self, features: Tensor<2>, state: LstmState) -> SequenceOutput {
+        SequenceOutput {
+            head_logits: self.head_logits(&features),
+            q_values: self.q_values(&features),
+            state_values: self.state_values(&features),
+            state,
+        }
     }
 }

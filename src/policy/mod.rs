@@ -5,6 +5,7 @@
 //! whose log-prob is stored, and the op the value is computed with. See `docs/select_op.md`.
 
 mod act;
+mod backward;
 mod checkpoint;
 mod config;
 mod evaluate;
