@@ -1,6 +1,6 @@
 //! The reference network (SPEC §4) on the default CPU backend: one acting step at batch 4 and 64,
 //! and one PPO update (forward with grad over whole sequences, factored clipped surrogate on 8 heads
-//! + value loss + entropy, backward, global grad-norm clip 1.0, Adam step) at 4 × 150 and 32 × 150.
+//! plus value loss + entropy, backward, global grad-norm clip 1.0, Adam step) at 4 × 150 and 32 × 150.
 //! `shared/BASELINES.md` has PyTorch 2.15's figures for the identical network on this machine kind.
 //!
 //! Run: `cargo bench --bench policy`.
