@@ -53,7 +53,23 @@ pub fn effective_mask_row(
     out: &mut Vec<bool>,
 ) {
     out.clear();
-    out.extend((0..masks[head].len()).map(|a| is_allowed(space, masks, conditional, head, op, a)));
+    out.extend_from_slice(&masks[head]);
+    if head == space.op_index() {
+        return;
+    }
+    space.restrict_mask_row(head, op, out);
+    for c in conditional.iter().filter(|c| c.head == head) {
+        match c.by_op.get(op) {
+            Some(row) => out.iter_mut().zip(row).for_each(|(m, &a)| *m &= a),
+            None => out.fill(false),
+        }
+    }
+}
+
+/// Whether `head`'s row can depend on the op (a static rule or a conditional mask restricts it).
+fn is_restricted(space: &ActionSpace, conditional: &[ConditionalMask], head: usize) -> bool {
+    head != space.op_index()
+        && (space.has_rules_for(head) || conditional.iter().any(|c| c.head == head))
 }
 
 /// Checks one env's masks: one row per head of the head's size, conditional masks of the right
@@ -122,8 +138,13 @@ pub fn validate_masks(
         }
     }
     let op_index = space.op_index();
+    // Unrestricted heads keep their own (already checked) row under every op.
+    let restricted: Vec<usize> = (0..heads.len())
+        .filter(|&h| is_restricted(space, conditional, h))
+        .collect();
     for op in (0..num_ops).filter(|&op| masks[op_index][op]) {
-        for (head, spec) in heads.iter().enumerate() {
+        for &head in &restricted {
+            let spec = &heads[head];
             if !(0..spec.size).any(|a| is_allowed(space, masks, conditional, head, op, a)) {
                 return Err(Error::EmptyMask {
                     head: format!("{} (under op {op})", spec.name),
@@ -196,10 +217,10 @@ pub fn random_action<R: Rng + ?Sized>(
 ) -> Result<Vec<usize>> {
     let op_index = space.op_index();
     let mut action = vec![0; space.num_heads()];
-    let mut pick = |head: usize, op: usize| -> Result<usize> {
-        let size = masks[head].len();
-        let allowed = |a: &usize| is_allowed(space, masks, conditional, head, op, *a);
-        let count = (0..size).filter(allowed).count();
+    let mut row = Vec::new();
+    let mut pick = |head: usize, op: usize, row: &mut Vec<bool>| -> Result<usize> {
+        effective_mask_row(space, masks, conditional, head, op, row);
+        let count = row.iter().filter(|&&m| m).count();
         if count == 0 {
             return Err(Error::EmptyMask {
                 head: space.heads()[head].name.clone(),
@@ -207,14 +228,19 @@ pub fn random_action<R: Rng + ?Sized>(
             });
         }
         let k = rng.random_range(0..count);
-        Ok((0..size).filter(allowed).nth(k).unwrap_or(0))
+        Ok(row
+            .iter()
+            .enumerate()
+            .filter(|&(_, &m)| m)
+            .nth(k)
+            .map_or(0, |(a, _)| a))
     };
     // The op head's row does not depend on the op, so any op value works for this call.
-    let op = pick(op_index, 0)?;
+    let op = pick(op_index, 0, &mut row)?;
     action[op_index] = op;
     for (head, slot) in action.iter_mut().enumerate() {
         if head != op_index {
-            *slot = pick(head, op)?;
+            *slot = pick(head, op, &mut row)?;
         }
     }
     Ok(action)

@@ -1,8 +1,10 @@
 use factored_rl::Error;
 use factored_rl::action_space::reference::{GERMINATE, OP, PRUNE, SIGMOID_ADD, SLOT, STYLE, WAIT};
 use factored_rl::env::{
-    CartPoleConfig, Env, EnvConfigs, RecallConfig, VecEnv, VecStep, make_env, make_vec_env,
+    CartPoleConfig, ENV_NAMES, Env, EnvConfigs, RecallConfig, VecEnv, VecStep, make_env,
+    make_vec_env, validate_masks,
 };
+use proptest::prelude::*;
 use rand::SeedableRng;
 use rand::rngs::Xoshiro256PlusPlus;
 
@@ -121,8 +123,8 @@ fn time_limit_is_a_truncation_with_the_pre_reset_observation() {
     );
 }
 
-fn run(seed: u64, action_seed: u64, steps: usize) -> Vec<VecStep> {
-    let mut vec_env = make_vec_env("lifecycle", &EnvConfigs::default(), 3, seed).unwrap();
+fn run(name: &str, seed: u64, action_seed: u64, steps: usize) -> Vec<VecStep> {
+    let mut vec_env = make_vec_env(name, &EnvConfigs::default(), 3, seed).unwrap();
     vec_env.reset().unwrap();
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(action_seed);
     (0..steps)
@@ -135,13 +137,43 @@ fn run(seed: u64, action_seed: u64, steps: usize) -> Vec<VecStep> {
 
 #[test]
 fn same_seed_gives_identical_trajectories() {
-    // 400 steps cross the 150-step time limit twice, so auto-resets are covered.
-    let a = run(11, 5, 400);
-    let b = run(11, 5, 400);
-    assert_eq!(a, b);
-    assert!(a.iter().map(|s| s.finished.len()).sum::<usize>() >= 6);
-    let c = run(12, 5, 400);
-    assert_ne!(a, c);
+    for name in ENV_NAMES {
+        // 400 steps end several episodes of every env, so auto-resets are covered.
+        let a = run(name, 11, 5, 400);
+        let b = run(name, 11, 5, 400);
+        assert_eq!(a, b, "{name}");
+        assert!(
+            a.iter().map(|s| s.finished.len()).sum::<usize>() >= 6,
+            "{name}"
+        );
+        let c = run(name, 12, 5, 400);
+        assert_ne!(a, c, "{name}");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(12))]
+
+    /// Long random rollouts through the VecEnv of every env: it checks every mask row (and every
+    /// row once an allowed op is chosen) on every step, and so does this test.
+    #[test]
+    fn masks_are_never_empty_in_random_rollouts(seed in any::<u64>()) {
+        for name in ENV_NAMES {
+            let mut vec_env = make_vec_env(name, &EnvConfigs::default(), 2, seed).unwrap();
+            vec_env.reset().unwrap();
+            let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed.rotate_left(17));
+            let space = vec_env.spec().action_space.clone();
+            for _ in 0..600 {
+                for i in 0..2 {
+                    let env = vec_env.env(i).unwrap();
+                    let masks = vec_env.env_masks(i).unwrap();
+                    prop_assert!(validate_masks(&space, masks, env.conditional_masks(), i).is_ok());
+                }
+                let actions = vec_env.random_actions(&mut rng).unwrap();
+                prop_assert!(vec_env.step(&actions).is_ok());
+            }
+        }
+    }
 }
 
 #[test]

@@ -182,3 +182,37 @@ impl LifecycleConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_curve_runs_from_0_to_1_monotonically() {
+        for (index, name) in CURVE_NAMES.iter().enumerate() {
+            assert!(curve(index, 0.0).abs() < 1e-6, "{name}");
+            assert!((curve(index, 1.0) - 1.0).abs() < 1e-6, "{name}");
+            let samples: Vec<f32> = (0..=20).map(|k| curve(index, k as f32 / 20.0)).collect();
+            assert!(
+                samples.windows(2).all(|w| w[1] >= w[0]),
+                "{name}: {samples:?}"
+            );
+        }
+        // The shapes differ where it matters: ease-in lags, ease-out leads.
+        assert!(curve(2, 0.5) < 0.5 && curve(3, 0.5) > 0.5);
+        assert!((curve(1, 0.5) - 0.5).abs() < 1e-6 && (curve(4, 0.5) - 0.5).abs() < 1e-6);
+    }
+
+    #[test]
+    fn tables_match_the_reference_head_sizes() {
+        let sizes = crate::action_space::ActionSpace::reference().head_sizes();
+        assert_eq!(sizes[0], NUM_SLOTS);
+        assert_eq!(sizes[1], NUM_BLUEPRINTS);
+        assert_eq!(sizes[2], STYLE_SHOCK.len());
+        assert_eq!(sizes[3], TEMPO_GAIN.len());
+        assert_eq!(sizes[4], ALPHA_TARGETS.len());
+        assert_eq!(sizes[5], ALPHA_SPEED_STEPS.len());
+        assert_eq!(sizes[6], CURVE_NAMES.len());
+        LifecycleConfig::default().validate().unwrap();
+    }
+}
