@@ -52,6 +52,7 @@ fn act(c: &mut Criterion) {
             observations: &x.observations,
             categorical: &x.categorical,
             masks: &x.masks,
+            conditional_masks: &[],
             episode_starts: &starts,
         };
         let mut state = net.initial_state(batch);

@@ -69,6 +69,7 @@ fn value_op_equals_action_op_over_1000_stochastic_acts() {
             observations: &obs,
             categorical: &cat,
             masks: &masks,
+            conditional_masks: &[],
             episode_starts: &starts,
         };
         let out = net
@@ -114,6 +115,7 @@ fn bootstrap_value_is_the_deterministic_acts_value() {
         observations: &obs,
         categorical: &cat,
         masks: &masks,
+        conditional_masks: &[],
         episode_starts: &starts,
     };
     let state = net.initial_state(batch);
@@ -160,6 +162,7 @@ fn stepwise_acting_equals_one_sequence_evaluation() {
                 observations: &warmup,
                 categorical: &warm_cat,
                 masks: &warm_masks,
+                conditional_masks: &[],
                 episode_starts: &[false; 3],
             },
             &state,
@@ -195,6 +198,7 @@ fn stepwise_acting_equals_one_sequence_evaluation() {
                     observations: &step_obs,
                     categorical: &step_cat,
                     masks: &step_masks,
+                    conditional_masks: &[],
                     episode_starts: &step_starts,
                 },
                 &state,
@@ -428,6 +432,7 @@ fn non_finite_observation_names_the_row() {
         observations: &obs,
         categorical: &cat,
         masks: &masks,
+        conditional_masks: &[],
         episode_starts: &starts,
     };
     let err = net
@@ -469,6 +474,7 @@ fn bad_masks_and_categoricals_are_named_errors() {
         observations: &obs,
         categorical: &cat,
         masks: &masks,
+        conditional_masks: &[],
         episode_starts: &starts,
     };
     let state = net.initial_state(batch);

@@ -25,6 +25,8 @@ struct Case {
     observations: Vec<f32>,
     categorical: Vec<i64>,
     masks: Vec<Vec<bool>>,
+    /// Env-provided op-dependent masks, per head empty or `batch * num_ops * size`.
+    conditional: Vec<Vec<bool>>,
     episode_starts: Vec<bool>,
     /// Whether the initial state is random (else zero).
     state_seed: Option<u64>,
@@ -130,12 +132,22 @@ fn case() -> impl Strategy<Value = Case> {
             .iter()
             .map(|&s| prop::collection::vec(any::<bool>(), batch * s))
             .collect::<Vec<_>>();
+        let num_ops = sizes[config.space().unwrap().op_index()];
+        let conditional = sizes
+            .iter()
+            .map(|&s| {
+                prop_oneof![
+                    Just(Vec::new()),
+                    prop::collection::vec(any::<bool>(), batch * num_ops * s)
+                ]
+            })
+            .collect::<Vec<_>>();
         (
             Just(config),
             Just(batch),
             prop::collection::vec(-3.0f32..3.0, n_obs),
             prop::collection::vec(-1i64..3, n_cat),
-            masks,
+            (masks, conditional),
             prop::collection::vec(any::<bool>(), batch),
             prop::option::of(any::<u64>()),
             any::<u64>(),
@@ -147,19 +159,20 @@ fn case() -> impl Strategy<Value = Case> {
                     batch,
                     observations,
                     categorical,
-                    mut masks,
+                    (mut masks, mut conditional),
                     episode_starts,
                     state_seed,
                     act_seed,
                     mode,
                 )| {
-                    make_masks_valid(&config, batch, &mut masks);
+                    make_masks_valid(&config, batch, &mut masks, &mut conditional);
                     Case {
                         config,
                         batch,
                         observations,
                         categorical,
                         masks,
+                        conditional,
                         episode_starts,
                         state_seed,
                         act_seed,
@@ -170,22 +183,38 @@ fn case() -> impl Strategy<Value = Case> {
     })
 }
 
-/// Every row allows something, and every op-conditioned rule leaves something allowed.
+/// Every row allows something, and under every op the rules and conditional masks together leave
+/// something allowed (as environments guarantee).
 fn make_masks_valid(
     config: &FactoredRecurrentActorCriticConfig,
     batch: usize,
     masks: &mut [Vec<bool>],
+    conditional: &mut [Vec<bool>],
 ) {
     let space = config.space().unwrap();
+    let num_ops = space.num_ops();
+    conditional[space.op_index()].clear();
     for (h, head) in space.heads().iter().enumerate() {
+        let n = head.size;
         for row in 0..batch {
-            let m = &mut masks[h][row * head.size..(row + 1) * head.size];
+            let m = &mut masks[h][row * n..(row + 1) * n];
             if !m.iter().any(|&x| x) {
-                m[row % head.size] = true;
+                m[row % n] = true;
             }
             for rule in space.op_mask_rules().iter().filter(|r| r.head == h) {
                 let keep = rule.allowed.iter().position(|&a| a).unwrap();
                 m[keep] = true;
+            }
+            if conditional[h].is_empty() {
+                continue;
+            }
+            for op in 0..num_ops {
+                let mut effective = m.to_vec();
+                space.restrict_mask_row(h, op, &mut effective);
+                let c = &mut conditional[h][(row * num_ops + op) * n..(row * num_ops + op + 1) * n];
+                if !effective.iter().zip(c.iter()).any(|(a, b)| *a && *b) {
+                    c[effective.iter().position(|&a| a).unwrap()] = true;
+                }
             }
         }
     }
@@ -225,6 +254,7 @@ fn run(case: &Case) -> Run {
         observations: &case.observations,
         categorical: &case.categorical,
         masks: &case.masks,
+        conditional_masks: &case.conditional,
         episode_starts: &case.episode_starts,
     };
     let mut rng = StdRng::seed_from_u64(case.act_seed);
@@ -240,7 +270,7 @@ fn run(case: &Case) -> Run {
         .evaluate_actions(
             &EvaluateInput {
                 sequences,
-                masks: &case.masks,
+                masks: &act.masks,
                 actions: &act.actions,
             },
             state.clone(),
@@ -333,15 +363,29 @@ proptest! {
         }
     }
 
-    /// (c) No head ever returns an action its mask forbids.
+    /// (c) No head ever returns an action its mask — or its conditional mask under the chosen
+    /// op — forbids; and the masks act reports are exactly those restrictions.
     #[test]
     fn no_masked_action(case in case()) {
         let r = run(&case);
-        for (h, head) in r.net.space().heads().iter().enumerate() {
+        let space = r.net.space();
+        let num_ops = space.num_ops();
+        for (h, head) in space.heads().iter().enumerate() {
+            let n = head.size;
             for row in 0..case.batch {
+                let op = r.act.ops[row];
+                let mut expected = case.masks[h][row * n..(row + 1) * n].to_vec();
+                if h != space.op_index() {
+                    space.restrict_mask_row(h, op, &mut expected);
+                    if !case.conditional[h].is_empty() {
+                        let c = &case.conditional[h][(row * num_ops + op) * n..(row * num_ops + op + 1) * n];
+                        expected.iter_mut().zip(c).for_each(|(e, c)| *e &= c);
+                    }
+                }
+                prop_assert_eq!(&r.act.masks[h][row * n..(row + 1) * n], expected.as_slice());
                 let a = r.act.actions[h][row];
-                prop_assert!(a < head.size);
-                prop_assert!(case.masks[h][row * head.size + a], "head {} row {} took masked {}", head.name, row, a);
+                prop_assert!(a < n);
+                prop_assert!(expected[a], "head {} row {} took masked {}", head.name, row, a);
             }
         }
     }

@@ -17,6 +17,11 @@ pub struct ActInput<'a> {
     pub categorical: &'a [i64],
     /// One mask per head, `batch * size_h` each, `true` = allowed.
     pub masks: &'a [Vec<bool>],
+    /// Op-dependent masks from the environment (see [`ConditionalMask`](crate::env::ConditionalMask)):
+    /// empty, or one entry per head that is either empty (not conditioned) or
+    /// `batch * num_ops * size_h` (row, op, action). Under the chosen op, a head may only take
+    /// actions allowed by its mask, the space's op-conditioned rules and this row.
+    pub conditional_masks: &'a [Vec<bool>],
     /// Per row: this observation starts an episode, so the row's recurrent state is zeroed first.
     pub episode_starts: &'a [bool],
 }
@@ -38,6 +43,10 @@ pub struct ActOutput {
     /// `log_probs[head][row]`: log-probability of the chosen action under the mask actually used
     /// (op-conditioned rules applied).
     pub log_probs: Vec<Vec<f32>>,
+    /// The masks actually used, per head `batch * size_h`: the op head's as given, every other
+    /// head's restricted by the op-conditioned rules and conditional masks for the chosen op. Store
+    /// these with the actions: re-evaluating with them reproduces `log_probs`.
+    pub masks: Vec<Vec<bool>>,
     /// The value of each row, formed with the chosen op (see [`ValueMode`]).
     pub values: Vec<f32>,
     /// The op of each row, decided once by [`select_op`].
@@ -114,6 +123,7 @@ impl FactoredRecurrentActorCritic {
     ) -> Result<ActOutput> {
         let batch = input.episode_starts.len();
         self.check_masks(input.masks, batch)?;
+        self.check_conditional_masks(input.conditional_masks, batch)?;
         self.check_state(state, batch)?;
         let device = self.device();
         let inputs = self.encode_inputs(input.observations, input.categorical, batch)?;
@@ -149,6 +159,7 @@ impl FactoredRecurrentActorCritic {
         let mut out = ActOutput {
             actions: vec![Vec::with_capacity(batch); sizes.len()],
             log_probs: vec![Vec::with_capacity(batch); sizes.len()],
+            masks: input.masks.to_vec(),
             values: Vec::with_capacity(batch),
             ops: Vec::with_capacity(batch),
             q_values: Vec::with_capacity(batch * num_ops),
@@ -156,7 +167,6 @@ impl FactoredRecurrentActorCritic {
             state: trunk.state,
         };
         let mut log_probs = vec![0.0f32; *sizes.iter().max().unwrap_or(&1)];
-        let mut mask = Vec::new();
         for row in 0..batch {
             let values = &host[row * width..(row + 1) * width];
             let q = &values[q_offset..q_offset + num_ops];
@@ -193,9 +203,16 @@ impl FactoredRecurrentActorCritic {
                 if head == op_index {
                     continue;
                 }
-                mask.clear();
-                mask.extend_from_slice(&input.masks[head][row * size..(row + 1) * size]);
-                self.space.restrict_mask_row(head, op, &mut mask);
+                let mask = &mut out.masks[head][row * size..(row + 1) * size];
+                self.space.restrict_mask_row(head, op, mask);
+                if let Some(conditional) =
+                    input.conditional_masks.get(head).filter(|c| !c.is_empty())
+                {
+                    let start = (row * num_ops + op) * size;
+                    for (m, &c) in mask.iter_mut().zip(&conditional[start..start + size]) {
+                        *m &= c;
+                    }
+                }
                 if !mask.iter().any(|&m| m) {
                     return Err(Error::EmptyMask {
                         head: self.space.heads()[head].name.clone(),
@@ -203,13 +220,13 @@ impl FactoredRecurrentActorCritic {
                     });
                 }
                 let lp = &mut log_probs[..size];
-                masked_log_softmax_row(&values[offsets[head]..offsets[head] + size], &mask, lp);
+                masked_log_softmax_row(&values[offsets[head]..offsets[head] + size], mask, lp);
                 let action = match rng.as_deref_mut() {
                     Some(rng) => {
                         let probs: Vec<f32> = lp.iter().map(|l| l.exp()).collect();
-                        sample_allowed(&probs, &mask, rng)
+                        sample_allowed(&probs, mask, rng)
                     }
-                    None => argmax_allowed(lp, &mask),
+                    None => argmax_allowed(lp, mask),
                 };
                 out.actions[head].push(action);
                 out.log_probs[head].push(lp[action]);
@@ -239,6 +256,30 @@ impl FactoredRecurrentActorCritic {
                 return Err(Error::EmptyMask {
                     head: head.name.clone(),
                     row,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn check_conditional_masks(&self, conditional: &[Vec<bool>], rows: usize) -> Result<()> {
+        if conditional.is_empty() {
+            return Ok(());
+        }
+        if conditional.len() != self.space.num_heads() {
+            return Err(Error::WrongLength {
+                what: "per-head conditional masks".into(),
+                expected: self.space.num_heads(),
+                found: conditional.len(),
+            });
+        }
+        let num_ops = self.space.num_ops();
+        for (mask, head) in conditional.iter().zip(self.space.heads()) {
+            if !mask.is_empty() && mask.len() != rows * num_ops * head.size {
+                return Err(Error::ShapeMismatch {
+                    name: format!("conditional mask of head `{}`", head.name),
+                    expected: vec![rows, num_ops, head.size],
+                    found: vec![mask.len()],
                 });
             }
         }
