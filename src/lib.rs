@@ -16,6 +16,7 @@
 
 pub mod action_space;
 pub mod backend;
+pub mod buffer;
 pub mod checkpoint;
 pub mod distribution;
 pub mod env;

@@ -145,6 +145,9 @@ pub struct VecStep {
     /// The true final observation of each env whose episode ended this step (`None` elsewhere): the
     /// observation to bootstrap a truncation from — never the reset observation in `next`.
     pub final_observations: Vec<Option<Observation>>,
+    /// The masks of each true final observation (`None` where no episode ended): what a
+    /// deterministic bootstrap from that observation may choose.
+    pub final_masks: Vec<Option<Vec<Vec<bool>>>>,
     /// The episodes that ended this step.
     pub finished: Vec<EpisodeRecord>,
 }
@@ -281,6 +284,7 @@ impl VecEnv {
         let mut terminated = Vec::with_capacity(num_envs);
         let mut truncated = Vec::with_capacity(num_envs);
         let mut final_observations = Vec::with_capacity(num_envs);
+        let mut final_masks = Vec::with_capacity(num_envs);
         let mut finished = Vec::new();
         for (i, action) in actions.iter().enumerate() {
             let step = self.envs[i].step(action)?;
@@ -308,10 +312,12 @@ impl VecEnv {
                 self.masks[i] = reset.masks;
                 self.append(&mut next, i, &reset.observation, true)?;
                 final_observations.push(Some(step.observation));
+                final_masks.push(Some(step.masks));
             } else {
                 self.masks[i] = step.masks;
                 self.append(&mut next, i, &step.observation, false)?;
                 final_observations.push(None);
+                final_masks.push(None);
             }
         }
         Ok(VecStep {
@@ -320,6 +326,7 @@ impl VecEnv {
             terminated,
             truncated,
             final_observations,
+            final_masks,
             finished,
         })
     }
