@@ -177,9 +177,7 @@ fn pruning_a_blended_seed_fades_it_out() {
     assert_eq!(step.observation.categorical[0], -1);
     // A seed that never blended disappears at once, with no rent.
     env.step(&action(GERMINATE, 1, 3, LINEAR_ADD)).unwrap();
-    let step = env
-        .step(&vec![1, 0, SIGMOID_ADD, 0, 0, 0, 0, PRUNE])
-        .unwrap();
+    let step = env.step(&[1, 0, SIGMOID_ADD, 0, 0, 0, 0, PRUNE]).unwrap();
     assert_eq!(env.stage(1), None);
     assert_eq!(step.reward, 0.0);
 }

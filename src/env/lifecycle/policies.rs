@@ -134,11 +134,12 @@ impl LifecyclePolicy for ScriptedPolicy {
         let allowed = |op: usize, s: usize| {
             masks[OP][op] && env.conditional_masks()[0].by_op[op][s] && masks[SLOT][s]
         };
-        for s in 0..NUM_SLOTS {
-            if let Some(seed) = &slots[s] {
-                if seed.effective_quality() < 0.0 && allowed(PRUNE, s) {
-                    return complete(env, masks, PRUNE, &[(SLOT, s), (ALPHA_SPEED, FASTEST)]);
-                }
+        for (s, seed) in slots.iter().enumerate() {
+            if let Some(seed) = seed
+                && seed.effective_quality() < 0.0
+                && allowed(PRUNE, s)
+            {
+                return complete(env, masks, PRUNE, &[(SLOT, s), (ALPHA_SPEED, FASTEST)]);
             }
         }
         for op in [FOSSILIZE, ADVANCE] {
@@ -146,27 +147,27 @@ impl LifecyclePolicy for ScriptedPolicy {
                 return complete(env, masks, op, &[(SLOT, s)]);
             }
         }
-        if remaining >= 10 {
-            if let Some(s) = (0..NUM_SLOTS).find(|&s| allowed(GERMINATE, s)) {
-                let tempo = tempo_for(remaining);
-                let qualities = env.hidden_qualities();
-                let (best, quality) = (0..NUM_BLUEPRINTS)
-                    .map(|b| (b, effective_quality(qualities[b], tempo, MULTIPLY)))
-                    .fold((0, f32::MIN), |acc, x| if x.1 > acc.1 { x } else { acc });
-                if quality > 0.15 {
-                    return complete(
-                        env,
-                        masks,
-                        GERMINATE,
-                        &[
-                            (SLOT, s),
-                            (BLUEPRINT, best),
-                            (STYLE, MULTIPLY),
-                            (TEMPO, tempo),
-                            (ALPHA_TARGET, FULL_BLEND),
-                        ],
-                    );
-                }
+        if remaining >= 10
+            && let Some(s) = (0..NUM_SLOTS).find(|&s| allowed(GERMINATE, s))
+        {
+            let tempo = tempo_for(remaining);
+            let qualities = env.hidden_qualities();
+            let (best, quality) = (0..NUM_BLUEPRINTS)
+                .map(|b| (b, effective_quality(qualities[b], tempo, MULTIPLY)))
+                .fold((0, f32::MIN), |acc, x| if x.1 > acc.1 { x } else { acc });
+            if quality > 0.15 {
+                return complete(
+                    env,
+                    masks,
+                    GERMINATE,
+                    &[
+                        (SLOT, s),
+                        (BLUEPRINT, best),
+                        (STYLE, MULTIPLY),
+                        (TEMPO, tempo),
+                        (ALPHA_TARGET, FULL_BLEND),
+                    ],
+                );
             }
         }
         complete(env, masks, WAIT, &[])
@@ -277,30 +278,30 @@ impl LifecyclePolicy for HeuristicPolicy {
                 return complete(env, masks, op, &[(SLOT, s)]);
             }
         }
-        if remaining >= 10 {
-            if let Some(s) = (0..NUM_SLOTS).find(|&s| allowed(GERMINATE, s)) {
-                let (best, score) = (0..NUM_BLUEPRINTS)
-                    .map(|b| (b, self.estimate(b)))
-                    .fold((0, f32::MIN), |acc, x| if x.1 > acc.1 { x } else { acc });
-                if score > KEEP_THRESHOLD {
-                    let style = if self.episode[best].is_some() {
-                        MULTIPLY
-                    } else {
-                        GATED_GATE
-                    };
-                    return complete(
-                        env,
-                        masks,
-                        GERMINATE,
-                        &[
-                            (SLOT, s),
-                            (BLUEPRINT, best),
-                            (STYLE, style),
-                            (TEMPO, tempo_for(remaining)),
-                            (ALPHA_TARGET, FULL_BLEND),
-                        ],
-                    );
-                }
+        if remaining >= 10
+            && let Some(s) = (0..NUM_SLOTS).find(|&s| allowed(GERMINATE, s))
+        {
+            let (best, score) = (0..NUM_BLUEPRINTS)
+                .map(|b| (b, self.estimate(b)))
+                .fold((0, f32::MIN), |acc, x| if x.1 > acc.1 { x } else { acc });
+            if score > KEEP_THRESHOLD {
+                let style = if self.episode[best].is_some() {
+                    MULTIPLY
+                } else {
+                    GATED_GATE
+                };
+                return complete(
+                    env,
+                    masks,
+                    GERMINATE,
+                    &[
+                        (SLOT, s),
+                        (BLUEPRINT, best),
+                        (STYLE, style),
+                        (TEMPO, tempo_for(remaining)),
+                        (ALPHA_TARGET, FULL_BLEND),
+                    ],
+                );
             }
         }
         complete(env, masks, WAIT, &[])
