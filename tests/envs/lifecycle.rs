@@ -475,3 +475,25 @@ fn bad_configs_are_named() {
         })
     ));
 }
+
+#[test]
+fn policies_reject_inputs_of_the_wrong_shape() {
+    let config = LifecycleConfig::default();
+    let mut env = Lifecycle::new(config.clone()).unwrap();
+    let reset = env.reset(Some(0));
+    let mut truncated = reset.observation.clone();
+    truncated.features.truncate(100);
+    let mut heuristic = HeuristicPolicy::new(&config);
+    assert!(matches!(
+        heuristic.act(&env, &truncated, &reset.masks),
+        Err(Error::ShapeMismatch { expected, found, .. }) if expected == vec![114] && found == vec![100]
+    ));
+    assert!(matches!(
+        ScriptedPolicy.act(&env, &reset.observation, &reset.masks[..3]),
+        Err(Error::WrongLength {
+            expected: 8,
+            found: 3,
+            ..
+        })
+    ));
+}

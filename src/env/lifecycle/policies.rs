@@ -13,6 +13,7 @@ use crate::action_space::reference::{
     ADVANCE, ALPHA_SPEED, ALPHA_TARGET, BLUEPRINT, FOSSILIZE, GERMINATE, OP, PRUNE, SLOT, STYLE,
     TEMPO, WAIT,
 };
+use crate::env::masks::check_mask_shapes;
 use crate::env::{Env, Observation, effective_mask_row, random_action};
 use crate::error::{Error, Result};
 
@@ -35,7 +36,8 @@ pub trait LifecyclePolicy {
     /// env's conditional masks and op-conditioned rules.
     ///
     /// # Errors
-    /// [`Error::EmptyMask`] when a row allows nothing.
+    /// [`Error::EmptyMask`] when a row allows nothing; [`Error::ShapeMismatch`] or
+    /// [`Error::WrongLength`] when the observation or the masks do not fit the env.
     fn act(
         &mut self,
         env: &Lifecycle,
@@ -74,6 +76,26 @@ impl LifecyclePolicy for RandomPolicy {
             &mut self.rng,
         )
     }
+}
+
+/// Checks what a policy is given: the env's observation and mask shapes.
+fn check_inputs(env: &Lifecycle, observation: &Observation, masks: &[Vec<bool>]) -> Result<()> {
+    let spec = env.spec();
+    if observation.features.len() != spec.observation_size {
+        return Err(Error::ShapeMismatch {
+            name: "observation features".into(),
+            expected: vec![spec.observation_size],
+            found: vec![observation.features.len()],
+        });
+    }
+    if observation.categorical.len() != spec.categorical_vocab.len() {
+        return Err(Error::ShapeMismatch {
+            name: "observation categorical inputs".into(),
+            expected: vec![spec.categorical_vocab.len()],
+            found: vec![observation.categorical.len()],
+        });
+    }
+    check_mask_shapes(&spec.action_space, masks)
 }
 
 /// An action with the given op and head choices; every other head takes its first action allowed
@@ -125,9 +147,10 @@ impl LifecyclePolicy for ScriptedPolicy {
     fn act(
         &mut self,
         env: &Lifecycle,
-        _observation: &Observation,
+        observation: &Observation,
         masks: &[Vec<bool>],
     ) -> Result<Vec<usize>> {
+        check_inputs(env, observation, masks)?;
         let config = env.config();
         let remaining = config.max_steps.saturating_sub(env.steps());
         let slots = env.slots();
@@ -228,6 +251,7 @@ impl LifecyclePolicy for HeuristicPolicy {
         observation: &Observation,
         masks: &[Vec<bool>],
     ) -> Result<Vec<usize>> {
+        check_inputs(env, observation, masks)?;
         let f = &observation.features;
         let remaining = ((1.0 - f[global::PROGRESS]) * self.max_steps as f32)
             .round()
