@@ -53,7 +53,10 @@ pub fn effective_mask_row(
     out: &mut Vec<bool>,
 ) {
     out.clear();
-    out.extend_from_slice(&masks[head]);
+    let Some(row) = masks.get(head) else {
+        return;
+    };
+    out.extend_from_slice(row);
     if head == space.op_index() {
         return;
     }
@@ -72,19 +75,11 @@ fn is_restricted(space: &ActionSpace, conditional: &[ConditionalMask], head: usi
         && (space.has_rules_for(head) || conditional.iter().any(|c| c.head == head))
 }
 
-/// Checks one env's masks: one row per head of the head's size, conditional masks of the right
-/// shape, and no empty row — neither a head's own row nor, for every op the op mask allows, the
-/// row of any other head once that op is chosen.
+/// Checks that `masks` has one row per head, each of the head's size.
 ///
 /// # Errors
-/// [`Error::WrongLength`] for a wrong number of heads or ops; [`Error::ShapeMismatch`] for a row
-/// of the wrong size; [`Error::EmptyMask`] naming the head and `row`.
-pub fn validate_masks(
-    space: &ActionSpace,
-    masks: &[Vec<bool>],
-    conditional: &[ConditionalMask],
-    row: usize,
-) -> Result<()> {
+/// [`Error::WrongLength`] for a wrong number of rows; [`Error::ShapeMismatch`] naming the head.
+pub(crate) fn check_mask_shapes(space: &ActionSpace, masks: &[Vec<bool>]) -> Result<()> {
     let heads = space.heads();
     if masks.len() != heads.len() {
         return Err(Error::WrongLength {
@@ -101,13 +96,21 @@ pub fn validate_masks(
                 found: vec![mask.len()],
             });
         }
-        if !mask.iter().any(|&m| m) {
-            return Err(Error::EmptyMask {
-                head: spec.name.clone(),
-                row,
-            });
-        }
     }
+    Ok(())
+}
+
+/// Checks that every conditional mask names a non-op head and has one row per op of the head's
+/// size.
+///
+/// # Errors
+/// [`Error::Invalid`] for a bad head index or the op head; [`Error::WrongLength`] for a wrong
+/// number of rows; [`Error::ShapeMismatch`] for a row of the wrong size.
+pub(crate) fn check_conditional_shapes(
+    space: &ActionSpace,
+    conditional: &[ConditionalMask],
+) -> Result<()> {
+    let heads = space.heads();
     let num_ops = space.num_ops();
     for c in conditional {
         let spec = heads.get(c.head).ok_or_else(|| {
@@ -137,6 +140,34 @@ pub fn validate_masks(
             });
         }
     }
+    Ok(())
+}
+
+/// Checks one env's masks: one row per head of the head's size, conditional masks of the right
+/// shape, and no empty row — neither a head's own row nor, for every op the op mask allows, the
+/// row of any other head once that op is chosen.
+///
+/// # Errors
+/// [`Error::WrongLength`] for a wrong number of heads or ops; [`Error::ShapeMismatch`] for a row
+/// of the wrong size; [`Error::EmptyMask`] naming the head and `row`.
+pub fn validate_masks(
+    space: &ActionSpace,
+    masks: &[Vec<bool>],
+    conditional: &[ConditionalMask],
+    row: usize,
+) -> Result<()> {
+    check_mask_shapes(space, masks)?;
+    let heads = space.heads();
+    for (spec, mask) in heads.iter().zip(masks) {
+        if !mask.iter().any(|&m| m) {
+            return Err(Error::EmptyMask {
+                head: spec.name.clone(),
+                row,
+            });
+        }
+    }
+    check_conditional_shapes(space, conditional)?;
+    let num_ops = space.num_ops();
     let op_index = space.op_index();
     // Unrestricted heads keep their own (already checked) row under every op.
     let restricted: Vec<usize> = (0..heads.len())
@@ -161,7 +192,8 @@ pub fn validate_masks(
 ///
 /// # Errors
 /// [`Error::WrongLength`] for a wrong number of heads; [`Error::ActionOutOfRange`] or
-/// [`Error::MaskedAction`] naming the head, with `row` as the batch row.
+/// [`Error::MaskedAction`] naming the head, with `row` as the batch row; the shape errors of
+/// [`validate_masks`] for malformed masks.
 pub fn validate_action(
     space: &ActionSpace,
     masks: &[Vec<bool>],
@@ -187,6 +219,8 @@ pub fn validate_action(
             });
         }
     }
+    check_mask_shapes(space, masks)?;
+    check_conditional_shapes(space, conditional)?;
     let op_index = space.op_index();
     let op = action[op_index];
     // The op is checked first: the other heads' rows depend on it.
@@ -208,13 +242,16 @@ pub fn validate_action(
 /// of every env.
 ///
 /// # Errors
-/// [`Error::EmptyMask`] (row 0) when some row allows nothing.
+/// [`Error::EmptyMask`] (row 0) when some row allows nothing; the shape errors of
+/// [`validate_masks`] for malformed masks.
 pub fn random_action<R: Rng + ?Sized>(
     space: &ActionSpace,
     masks: &[Vec<bool>],
     conditional: &[ConditionalMask],
     rng: &mut R,
 ) -> Result<Vec<usize>> {
+    check_mask_shapes(space, masks)?;
+    check_conditional_shapes(space, conditional)?;
     let op_index = space.op_index();
     let mut action = vec![0; space.num_heads()];
     let mut row = Vec::new();

@@ -55,7 +55,8 @@ impl VecBatch {
     /// - output: `masks[h]`: `[num_envs * size_h]`
     ///
     /// # Errors
-    /// [`Error::ShapeMismatch`] when `ops` is not one op per env; [`Error::ActionOutOfRange`] or
+    /// [`Error::ShapeMismatch`] when `ops` is not one op per env or a mask block does not fit the
+    /// space and the number of envs; [`Error::ActionOutOfRange`] or
     /// [`Error::MaskedAction`] for an op its mask forbids; [`Error::EmptyMask`] naming the head and
     /// env when a conditioned row allows nothing.
     pub fn masks_given_ops(&self, space: &ActionSpace, ops: &[usize]) -> Result<Vec<Vec<bool>>> {
@@ -69,6 +70,7 @@ impl VecBatch {
         }
         let op_index = space.op_index();
         let num_ops = space.num_ops();
+        self.check_shapes(space)?;
         for (row, &op) in ops.iter().enumerate() {
             if op >= num_ops {
                 return Err(Error::ActionOutOfRange {
@@ -111,6 +113,48 @@ impl VecBatch {
             }
         }
         Ok(out)
+    }
+}
+
+impl VecBatch {
+    /// Checks that the mask blocks fit `space` and the number of envs.
+    fn check_shapes(&self, space: &ActionSpace) -> Result<()> {
+        let num_envs = self.num_envs();
+        let num_heads = space.num_heads();
+        for (what, found) in [
+            ("masks (one per head)", self.masks.len()),
+            (
+                "conditional_masks (one per head)",
+                self.conditional_masks.len(),
+            ),
+        ] {
+            if found != num_heads {
+                return Err(Error::WrongLength {
+                    what: what.into(),
+                    expected: num_heads,
+                    found,
+                });
+            }
+        }
+        for (head, spec) in space.heads().iter().enumerate() {
+            let expected = num_envs * spec.size;
+            if self.masks[head].len() != expected {
+                return Err(Error::ShapeMismatch {
+                    name: format!("masks of head `{}`", spec.name),
+                    expected: vec![num_envs, spec.size],
+                    found: vec![self.masks[head].len()],
+                });
+            }
+            let conditional = self.conditional_masks[head].len();
+            if conditional != 0 && conditional != expected * space.num_ops() {
+                return Err(Error::ShapeMismatch {
+                    name: format!("conditional masks of head `{}`", spec.name),
+                    expected: vec![num_envs, space.num_ops(), spec.size],
+                    found: vec![conditional],
+                });
+            }
+        }
+        Ok(())
     }
 }
 

@@ -177,9 +177,7 @@ fn pruning_a_blended_seed_fades_it_out() {
     assert_eq!(step.observation.categorical[0], -1);
     // A seed that never blended disappears at once, with no rent.
     env.step(&action(GERMINATE, 1, 3, LINEAR_ADD)).unwrap();
-    let step = env
-        .step(&vec![1, 0, SIGMOID_ADD, 0, 0, 0, 0, PRUNE])
-        .unwrap();
+    let step = env.step(&[1, 0, SIGMOID_ADD, 0, 0, 0, 0, PRUNE]).unwrap();
     assert_eq!(env.stage(1), None);
     assert_eq!(step.reward, 0.0);
 }
@@ -472,6 +470,28 @@ fn bad_configs_are_named() {
         }),
         Err(Error::WrongLength {
             expected: 13,
+            found: 3,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn policies_reject_inputs_of_the_wrong_shape() {
+    let config = LifecycleConfig::default();
+    let mut env = Lifecycle::new(config.clone()).unwrap();
+    let reset = env.reset(Some(0));
+    let mut truncated = reset.observation.clone();
+    truncated.features.truncate(100);
+    let mut heuristic = HeuristicPolicy::new(&config);
+    assert!(matches!(
+        heuristic.act(&env, &truncated, &reset.masks),
+        Err(Error::ShapeMismatch { expected, found, .. }) if expected == vec![114] && found == vec![100]
+    ));
+    assert!(matches!(
+        ScriptedPolicy.act(&env, &reset.observation, &reset.masks[..3]),
+        Err(Error::WrongLength {
+            expected: 8,
             found: 3,
             ..
         })

@@ -1,8 +1,8 @@
 use factored_rl::Error;
 use factored_rl::action_space::reference::{GERMINATE, OP, PRUNE, SIGMOID_ADD, SLOT, STYLE, WAIT};
 use factored_rl::env::{
-    CartPoleConfig, ENV_NAMES, Env, EnvConfigs, RecallConfig, VecEnv, VecStep, make_env,
-    make_vec_env, validate_masks,
+    CartPoleConfig, ConditionalMask, ENV_NAMES, Env, EnvConfigs, RecallConfig, VecEnv, VecStep,
+    make_env, make_vec_env, random_action, validate_action, validate_masks,
 };
 use proptest::prelude::*;
 use rand::SeedableRng;
@@ -282,4 +282,52 @@ fn envs_of_different_kinds_cannot_share_a_vec_env() {
     ];
     assert!(matches!(VecEnv::new(envs, 0), Err(Error::Invalid { name, .. }) if name == "envs"));
     assert!(matches!(VecEnv::new(vec![], 0), Err(Error::Invalid { .. })));
+}
+
+#[test]
+fn malformed_masks_are_errors_not_panics() {
+    let mut vec_env = make_vec_env("lifecycle", &EnvConfigs::default(), 2, 3).unwrap();
+    let batch = vec_env.reset().unwrap();
+    let space = vec_env.spec().action_space.clone();
+    let mut short = batch.clone();
+    short.masks[SLOT].pop();
+    assert!(matches!(
+        short.masks_given_ops(&space, &[WAIT, WAIT]),
+        Err(Error::ShapeMismatch { name, .. }) if name.contains("slot")
+    ));
+    let mut missing = batch.clone();
+    missing.conditional_masks.clear();
+    assert!(matches!(
+        missing.masks_given_ops(&space, &[WAIT, WAIT]),
+        Err(Error::WrongLength { .. })
+    ));
+    let masks = vec_env.env_masks(0).unwrap().to_vec();
+    let wait = vec![0, 0, SIGMOID_ADD, 0, 0, 0, 0, WAIT];
+    let mut bad = masks.clone();
+    bad[STYLE] = vec![true; 2];
+    assert!(matches!(
+        validate_action(&space, &bad, &[], &wait, 0),
+        Err(Error::ShapeMismatch { name, .. }) if name.contains("style")
+    ));
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(0);
+    assert!(matches!(
+        random_action(&space, &masks[..7], &[], &mut rng),
+        Err(Error::WrongLength {
+            expected: 8,
+            found: 7,
+            ..
+        })
+    ));
+    let odd = ConditionalMask {
+        head: SLOT,
+        by_op: vec![vec![true; 3]; 2],
+    };
+    assert!(matches!(
+        validate_masks(&space, &masks, &[odd], 0),
+        Err(Error::WrongLength {
+            expected: 6,
+            found: 2,
+            ..
+        })
+    ));
 }

@@ -244,10 +244,9 @@ impl Lifecycle {
                 action[ALPHA_SPEED],
                 action[ALPHA_CURVE],
             ),
-            PRUNE => {
-                if seed.prune(action[ALPHA_SPEED], action[ALPHA_CURVE]) {
-                    self.slots[slot] = None;
-                }
+            PRUNE if seed.prune(action[ALPHA_SPEED], action[ALPHA_CURVE]) => {
+                // Never blended: the seed is gone at once.
+                self.slots[slot] = None;
             }
             FOSSILIZE => seed.fossilize(),
             ADVANCE => seed.advance(),

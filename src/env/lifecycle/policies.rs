@@ -13,6 +13,7 @@ use crate::action_space::reference::{
     ADVANCE, ALPHA_SPEED, ALPHA_TARGET, BLUEPRINT, FOSSILIZE, GERMINATE, OP, PRUNE, SLOT, STYLE,
     TEMPO, WAIT,
 };
+use crate::env::masks::check_mask_shapes;
 use crate::env::{Env, Observation, effective_mask_row, random_action};
 use crate::error::{Error, Result};
 
@@ -35,7 +36,8 @@ pub trait LifecyclePolicy {
     /// env's conditional masks and op-conditioned rules.
     ///
     /// # Errors
-    /// [`Error::EmptyMask`] when a row allows nothing.
+    /// [`Error::EmptyMask`] when a row allows nothing; [`Error::ShapeMismatch`] or
+    /// [`Error::WrongLength`] when the observation or the masks do not fit the env.
     fn act(
         &mut self,
         env: &Lifecycle,
@@ -74,6 +76,26 @@ impl LifecyclePolicy for RandomPolicy {
             &mut self.rng,
         )
     }
+}
+
+/// Checks what a policy is given: the env's observation and mask shapes.
+fn check_inputs(env: &Lifecycle, observation: &Observation, masks: &[Vec<bool>]) -> Result<()> {
+    let spec = env.spec();
+    if observation.features.len() != spec.observation_size {
+        return Err(Error::ShapeMismatch {
+            name: "observation features".into(),
+            expected: vec![spec.observation_size],
+            found: vec![observation.features.len()],
+        });
+    }
+    if observation.categorical.len() != spec.categorical_vocab.len() {
+        return Err(Error::ShapeMismatch {
+            name: "observation categorical inputs".into(),
+            expected: vec![spec.categorical_vocab.len()],
+            found: vec![observation.categorical.len()],
+        });
+    }
+    check_mask_shapes(&spec.action_space, masks)
 }
 
 /// An action with the given op and head choices; every other head takes its first action allowed
@@ -125,20 +147,22 @@ impl LifecyclePolicy for ScriptedPolicy {
     fn act(
         &mut self,
         env: &Lifecycle,
-        _observation: &Observation,
+        observation: &Observation,
         masks: &[Vec<bool>],
     ) -> Result<Vec<usize>> {
+        check_inputs(env, observation, masks)?;
         let config = env.config();
         let remaining = config.max_steps.saturating_sub(env.steps());
         let slots = env.slots();
         let allowed = |op: usize, s: usize| {
             masks[OP][op] && env.conditional_masks()[0].by_op[op][s] && masks[SLOT][s]
         };
-        for s in 0..NUM_SLOTS {
-            if let Some(seed) = &slots[s] {
-                if seed.effective_quality() < 0.0 && allowed(PRUNE, s) {
-                    return complete(env, masks, PRUNE, &[(SLOT, s), (ALPHA_SPEED, FASTEST)]);
-                }
+        for (s, seed) in slots.iter().enumerate() {
+            if let Some(seed) = seed
+                && seed.effective_quality() < 0.0
+                && allowed(PRUNE, s)
+            {
+                return complete(env, masks, PRUNE, &[(SLOT, s), (ALPHA_SPEED, FASTEST)]);
             }
         }
         for op in [FOSSILIZE, ADVANCE] {
@@ -146,27 +170,27 @@ impl LifecyclePolicy for ScriptedPolicy {
                 return complete(env, masks, op, &[(SLOT, s)]);
             }
         }
-        if remaining >= 10 {
-            if let Some(s) = (0..NUM_SLOTS).find(|&s| allowed(GERMINATE, s)) {
-                let tempo = tempo_for(remaining);
-                let qualities = env.hidden_qualities();
-                let (best, quality) = (0..NUM_BLUEPRINTS)
-                    .map(|b| (b, effective_quality(qualities[b], tempo, MULTIPLY)))
-                    .fold((0, f32::MIN), |acc, x| if x.1 > acc.1 { x } else { acc });
-                if quality > 0.15 {
-                    return complete(
-                        env,
-                        masks,
-                        GERMINATE,
-                        &[
-                            (SLOT, s),
-                            (BLUEPRINT, best),
-                            (STYLE, MULTIPLY),
-                            (TEMPO, tempo),
-                            (ALPHA_TARGET, FULL_BLEND),
-                        ],
-                    );
-                }
+        if remaining >= 10
+            && let Some(s) = (0..NUM_SLOTS).find(|&s| allowed(GERMINATE, s))
+        {
+            let tempo = tempo_for(remaining);
+            let qualities = env.hidden_qualities();
+            let (best, quality) = (0..NUM_BLUEPRINTS)
+                .map(|b| (b, effective_quality(qualities[b], tempo, MULTIPLY)))
+                .fold((0, f32::MIN), |acc, x| if x.1 > acc.1 { x } else { acc });
+            if quality > 0.15 {
+                return complete(
+                    env,
+                    masks,
+                    GERMINATE,
+                    &[
+                        (SLOT, s),
+                        (BLUEPRINT, best),
+                        (STYLE, MULTIPLY),
+                        (TEMPO, tempo),
+                        (ALPHA_TARGET, FULL_BLEND),
+                    ],
+                );
             }
         }
         complete(env, masks, WAIT, &[])
@@ -227,6 +251,7 @@ impl LifecyclePolicy for HeuristicPolicy {
         observation: &Observation,
         masks: &[Vec<bool>],
     ) -> Result<Vec<usize>> {
+        check_inputs(env, observation, masks)?;
         let f = &observation.features;
         let remaining = ((1.0 - f[global::PROGRESS]) * self.max_steps as f32)
             .round()
@@ -277,30 +302,30 @@ impl LifecyclePolicy for HeuristicPolicy {
                 return complete(env, masks, op, &[(SLOT, s)]);
             }
         }
-        if remaining >= 10 {
-            if let Some(s) = (0..NUM_SLOTS).find(|&s| allowed(GERMINATE, s)) {
-                let (best, score) = (0..NUM_BLUEPRINTS)
-                    .map(|b| (b, self.estimate(b)))
-                    .fold((0, f32::MIN), |acc, x| if x.1 > acc.1 { x } else { acc });
-                if score > KEEP_THRESHOLD {
-                    let style = if self.episode[best].is_some() {
-                        MULTIPLY
-                    } else {
-                        GATED_GATE
-                    };
-                    return complete(
-                        env,
-                        masks,
-                        GERMINATE,
-                        &[
-                            (SLOT, s),
-                            (BLUEPRINT, best),
-                            (STYLE, style),
-                            (TEMPO, tempo_for(remaining)),
-                            (ALPHA_TARGET, FULL_BLEND),
-                        ],
-                    );
-                }
+        if remaining >= 10
+            && let Some(s) = (0..NUM_SLOTS).find(|&s| allowed(GERMINATE, s))
+        {
+            let (best, score) = (0..NUM_BLUEPRINTS)
+                .map(|b| (b, self.estimate(b)))
+                .fold((0, f32::MIN), |acc, x| if x.1 > acc.1 { x } else { acc });
+            if score > KEEP_THRESHOLD {
+                let style = if self.episode[best].is_some() {
+                    MULTIPLY
+                } else {
+                    GATED_GATE
+                };
+                return complete(
+                    env,
+                    masks,
+                    GERMINATE,
+                    &[
+                        (SLOT, s),
+                        (BLUEPRINT, best),
+                        (STYLE, style),
+                        (TEMPO, tempo_for(remaining)),
+                        (ALPHA_TARGET, FULL_BLEND),
+                    ],
+                );
             }
         }
         complete(env, masks, WAIT, &[])
