@@ -137,7 +137,11 @@ impl RolloutBuffer {
             observations: vec![0.0; cells * shape.d_observation],
             categorical: vec![0; cells * shape.num_categorical],
             episode_starts: vec![false; cells],
-            masks: shape.head_sizes.iter().map(|&s| vec![false; cells * s]).collect(),
+            masks: shape
+                .head_sizes
+                .iter()
+                .map(|&s| vec![false; cells * s])
+                .collect(),
             actions: vec![vec![0; cells]; shape.head_sizes.len()],
             log_probs: vec![vec![0.0; cells]; shape.head_sizes.len()],
             values: vec![0.0; cells],
@@ -235,7 +239,8 @@ impl RolloutBuffer {
                 });
             }
         }
-        let finite = |name: String, values: &[f32]| match values.iter().position(|v| !v.is_finite()) {
+        let finite = |name: String, values: &[f32]| match values.iter().position(|v| !v.is_finite())
+        {
             Some(env) => Err(Error::NonFinite { name, row: env }),
             None => Ok(()),
         };
@@ -245,12 +250,20 @@ impl RolloutBuffer {
             finite(format!("log_probs[{h}]"), lp)?;
         }
         let bootstrapped: Vec<f32> = (0..n)
-            .map(|e| if t.truncated[e] && !t.terminated[e] { t.terminal_values[e] } else { 0.0 })
+            .map(|e| {
+                if t.truncated[e] && !t.terminated[e] {
+                    t.terminal_values[e]
+                } else {
+                    0.0
+                }
+            })
             .collect();
         finite("terminal_values".into(), &bootstrapped)?;
 
         let step = self.len;
-        let put = |dst: &mut [f32], src: &[f32]| dst[step * src.len()..(step + 1) * src.len()].copy_from_slice(src);
+        let put = |dst: &mut [f32], src: &[f32]| {
+            dst[step * src.len()..(step + 1) * src.len()].copy_from_slice(src)
+        };
         put(&mut self.observations, t.observations);
         put(&mut self.values, t.values);
         put(&mut self.rewards, t.rewards);
@@ -282,7 +295,11 @@ impl RolloutBuffer {
     /// # Errors
     /// [`Error::Invalid`] when the buffer is not full; the errors of
     /// [`compute_gae`](crate::gae::compute_gae).
-    pub fn compute_returns_and_advantage(&mut self, last_values: &[f32], params: GaeParams) -> Result<()> {
+    pub fn compute_returns_and_advantage(
+        &mut self,
+        last_values: &[f32],
+        params: GaeParams,
+    ) -> Result<()> {
         if !self.is_full() {
             return Err(Error::invalid(
                 "rollout buffer",
@@ -331,12 +348,19 @@ impl RolloutBuffer {
         let s = &self.shape;
         let (n, time, batch) = (s.num_envs, self.len, envs.len());
         if let Some(&e) = envs.iter().find(|&&e| e >= n) {
-            return Err(Error::invalid("envs", format!("env {e} out of range (envs: {n})")));
+            return Err(Error::invalid(
+                "envs",
+                format!("env {e} out of range (envs: {n})"),
+            ));
         }
         let mut out = SequenceBatch {
             batch,
             time,
-            masks: s.head_sizes.iter().map(|&size| Vec::with_capacity(batch * time * size)).collect(),
+            masks: s
+                .head_sizes
+                .iter()
+                .map(|&size| Vec::with_capacity(batch * time * size))
+                .collect(),
             actions: vec![Vec::with_capacity(batch * time); s.head_sizes.len()],
             log_probs: vec![Vec::with_capacity(batch * time); s.head_sizes.len()],
             ..SequenceBatch::default()
@@ -345,9 +369,11 @@ impl RolloutBuffer {
             for t in 0..time {
                 let cell = t * n + e;
                 let d = s.d_observation;
-                out.observations.extend_from_slice(&self.observations[cell * d..(cell + 1) * d]);
+                out.observations
+                    .extend_from_slice(&self.observations[cell * d..(cell + 1) * d]);
                 let k = s.num_categorical;
-                out.categorical.extend_from_slice(&self.categorical[cell * k..(cell + 1) * k]);
+                out.categorical
+                    .extend_from_slice(&self.categorical[cell * k..(cell + 1) * k]);
                 out.episode_starts.push(self.episode_starts[cell]);
                 out.values.push(self.values[cell]);
                 out.advantages.push(self.advantages[cell]);
@@ -362,7 +388,10 @@ impl RolloutBuffer {
         // Initial state of each sequence: step 0's pre-step state, [layers, batch, d_hidden].
         let (layers, d) = (s.num_layers, s.d_hidden);
         let state_len = layers * n * d;
-        for (src, dst) in [(&self.hidden, &mut out.initial_hidden), (&self.cell, &mut out.initial_cell)] {
+        for (src, dst) in [
+            (&self.hidden, &mut out.initial_hidden),
+            (&self.cell, &mut out.initial_cell),
+        ] {
             let step0 = &src[..state_len];
             for l in 0..layers {
                 for &e in envs {
@@ -439,7 +468,13 @@ mod tests {
         }
         assert!(buffer.is_full());
         buffer
-            .compute_returns_and_advantage(&[0.0, 0.0], GaeParams { gamma: 1.0, lambda: 1.0 })
+            .compute_returns_and_advantage(
+                &[0.0, 0.0],
+                GaeParams {
+                    gamma: 1.0,
+                    lambda: 1.0,
+                },
+            )
             .unwrap();
         let seq = buffer.sequences(&[1]).unwrap();
         assert_eq!(seq.observations, vec![10.0, 10.5, 11.0, 11.5, 12.0, 12.5]);
@@ -448,7 +483,10 @@ mod tests {
         assert_eq!(seq.actions[1], vec![0, 0, 0]);
         // Undiscounted returns of env 1: 6, 4, 2.
         assert_eq!(seq.returns, vec![6.0, 4.0, 2.0]);
-        assert!(matches!(buffer.push(&transition(&steps[0], &[1.0, 2.0])), Err(Error::Invalid { .. })));
+        assert!(matches!(
+            buffer.push(&transition(&steps[0], &[1.0, 2.0])),
+            Err(Error::Invalid { .. })
+        ));
     }
 
     #[test]
@@ -456,17 +494,29 @@ mod tests {
         let mut buffer = RolloutBuffer::new(shape());
         let s = step(0);
         let err = buffer.push(&transition(&s, &[1.0, f32::NAN])).unwrap_err();
-        assert!(matches!(&err, Error::NonFinite { name, row: 1 } if name == "rewards"), "{err}");
+        assert!(
+            matches!(&err, Error::NonFinite { name, row: 1 } if name == "rewards"),
+            "{err}"
+        );
         let err = buffer.push(&transition(&s, &[1.0])).unwrap_err();
-        assert!(matches!(&err, Error::ShapeMismatch { name, .. } if name == "rewards"), "{err}");
+        assert!(
+            matches!(&err, Error::ShapeMismatch { name, .. } if name == "rewards"),
+            "{err}"
+        );
         let mut bad = step(0);
         bad.masks[1].pop();
         let err = buffer.push(&transition(&bad, &[1.0, 1.0])).unwrap_err();
-        assert!(matches!(&err, Error::ShapeMismatch { name, .. } if name == "masks[1]"), "{err}");
+        assert!(
+            matches!(&err, Error::ShapeMismatch { name, .. } if name == "masks[1]"),
+            "{err}"
+        );
         let mut bad = step(0);
         bad.state.pop();
         let err = buffer.push(&transition(&bad, &[1.0, 1.0])).unwrap_err();
-        assert!(matches!(&err, Error::ShapeMismatch { name, .. } if name == "hidden"), "{err}");
+        assert!(
+            matches!(&err, Error::ShapeMismatch { name, .. } if name == "hidden"),
+            "{err}"
+        );
         assert!(buffer.is_empty());
     }
 }

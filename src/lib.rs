@@ -28,6 +28,7 @@ pub mod olmoe;
 pub mod optim;
 pub mod policy;
 pub mod ppo;
+pub mod report;
 pub mod weights;
 
 pub use burn;

@@ -106,13 +106,21 @@ impl FactoredRecurrentActorCritic {
         }
     }
 
+    /// [`act`](Self::act) in [`ActMode::Deterministic`], which draws nothing and so needs no RNG.
+    ///
+    /// # Errors
+    /// As [`act`](Self::act).
+    pub fn act_deterministic(&self, input: &ActInput<'_>, state: &LstmState) -> Result<ActOutput> {
+        self.act_with::<StdRng>(input, state, None)
+    }
+
     /// The deterministic act's value, `Q(s, argmax op)` in `SelectedOp` mode: what deterministic
     /// evaluation and truncation bootstrapping use.
     ///
     /// # Errors
     /// As [`act`](Self::act).
     pub fn bootstrap_value(&self, input: &ActInput<'_>, state: &LstmState) -> Result<Vec<f32>> {
-        Ok(self.act_with::<StdRng>(input, state, None)?.values)
+        Ok(self.act_deterministic(input, state)?.values)
     }
 
     fn act_with<R: Rng + ?Sized>(

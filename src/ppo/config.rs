@@ -129,8 +129,14 @@ impl PpoConfig {
             ("adam_epsilon", self.adam_epsilon),
             ("learning_rate", self.learning_rate as f32),
         ];
-        if let Some((name, v)) = non_negative.iter().find(|(_, v)| !v.is_finite() || *v < 0.0) {
-            return Err(Error::invalid(*name, format!("{v} must be finite and non-negative")));
+        if let Some((name, v)) = non_negative
+            .iter()
+            .find(|(_, v)| !v.is_finite() || *v < 0.0)
+        {
+            return Err(Error::invalid(
+                *name,
+                format!("{v} must be finite and non-negative"),
+            ));
         }
         Ok(())
     }

@@ -36,7 +36,10 @@ impl RunningMeanStd {
         let n = rows as f64;
         let mut batch_mean = vec![0.0f64; dim];
         for row in batch.chunks(dim) {
-            batch_mean.iter_mut().zip(row).for_each(|(m, &x)| *m += x as f64);
+            batch_mean
+                .iter_mut()
+                .zip(row)
+                .for_each(|(m, &x)| *m += x as f64);
         }
         batch_mean.iter_mut().for_each(|m| *m /= n);
         let mut batch_var = vec![0.0f64; dim];
@@ -51,7 +54,9 @@ impl RunningMeanStd {
         let total = self.count + n;
         for i in 0..dim {
             let delta = batch_mean[i] - self.mean[i];
-            let m2 = self.var[i] * self.count + batch_var[i] * n + delta * delta * self.count * n / total;
+            let m2 = self.var[i] * self.count
+                + batch_var[i] * n
+                + delta * delta * self.count * n / total;
             self.mean[i] += delta * n / total;
             self.var[i] = m2 / total;
         }
@@ -124,7 +129,9 @@ mod tests {
 
     #[test]
     fn running_statistics_match_the_batch_statistics() {
-        let data: Vec<f32> = (0..200).map(|i| ((i * 37) % 23) as f32 * 0.5 - 3.0).collect();
+        let data: Vec<f32> = (0..200)
+            .map(|i| ((i * 37) % 23) as f32 * 0.5 - 3.0)
+            .collect();
         let mut rms = RunningMeanStd::new(2);
         for chunk in data.chunks(20) {
             rms.update(chunk);

@@ -28,7 +28,8 @@ use crate::gae::GaeParams;
 use crate::nn::LstmState;
 use crate::optim::clip_grad_norm;
 use crate::policy::{
-    ActInput, ActMode, EvaluateInput, FactoredRecurrentActorCritic, FactoredRecurrentActorCriticConfig, Sequences,
+    ActInput, ActMode, EvaluateInput, FactoredRecurrentActorCritic,
+    FactoredRecurrentActorCriticConfig, Sequences,
 };
 
 /// How many recent episodes the running statistics cover.
@@ -141,12 +142,20 @@ impl PpoTrainer {
     ///
     /// # Errors
     /// As [`new`](Self::new).
-    pub fn with_policy(policy: FactoredRecurrentActorCritic, config: PpoConfig, mut envs: VecEnv) -> Result<Self> {
+    pub fn with_policy(
+        policy: FactoredRecurrentActorCritic,
+        config: PpoConfig,
+        mut envs: VecEnv,
+    ) -> Result<Self> {
         config.validate()?;
         if envs.num_envs() != config.num_envs {
             return Err(Error::invalid(
                 "num_envs",
-                format!("the config asks for {} envs, the VecEnv has {}", config.num_envs, envs.num_envs()),
+                format!(
+                    "the config asks for {} envs, the VecEnv has {}",
+                    config.num_envs,
+                    envs.num_envs()
+                ),
             ));
         }
         check_fits(&policy, &envs)?;
@@ -213,7 +222,9 @@ impl PpoTrainer {
 
     /// The network being trained (on its autodiff device).
     pub fn policy(&self) -> &FactoredRecurrentActorCritic {
-        self.policy.as_ref().expect("the policy is present between steps")
+        self.policy
+            .as_ref()
+            .expect("the policy is present between steps")
     }
 
     /// The progress so far.
@@ -231,7 +242,11 @@ impl PpoTrainer {
     ///
     /// # Errors
     /// The errors of [`iterate`](Self::iterate) and of `on_update`.
-    pub fn train(&mut self, total_steps: usize, mut on_update: impl FnMut(&Self, &UpdateLog) -> Result<()>) -> Result<()> {
+    pub fn train(
+        &mut self,
+        total_steps: usize,
+        mut on_update: impl FnMut(&Self, &UpdateLog) -> Result<()>,
+    ) -> Result<()> {
         let total_iterations = total_steps.div_ceil(self.config.steps_per_rollout());
         while self.progress.iteration < total_iterations {
             let log = self.iterate(total_iterations)?;
@@ -307,7 +322,12 @@ impl PpoTrainer {
             let step = self.envs.step(&env_actions)?;
             let mut rewards = step.rewards.clone();
             if let Some(scaler) = &mut self.progress.reward_scaler {
-                let done: Vec<bool> = step.terminated.iter().zip(&step.truncated).map(|(a, b)| *a || *b).collect();
+                let done: Vec<bool> = step
+                    .terminated
+                    .iter()
+                    .zip(&step.truncated)
+                    .map(|(a, b)| *a || *b)
+                    .collect();
                 scaler.scale(&mut rewards, &done);
             }
             let terminal_values = self.truncation_values(&actor, &step, &out.state)?;
@@ -336,7 +356,9 @@ impl PpoTrainer {
                 if self.progress.recent.len() == RECENT_EPISODES {
                     self.progress.recent.pop_front();
                 }
-                self.progress.recent.push_back((*episode_return, *length, *success));
+                self.progress
+                    .recent
+                    .push_back((*episode_return, *length, *success));
                 episodes += 1;
             }
             self.progress.global_step += n;
@@ -384,9 +406,18 @@ impl PpoTrainer {
         let mut categorical = Vec::new();
         let mut masks: Vec<Vec<bool>> = vec![Vec::new(); self.envs.spec().action_space.num_heads()];
         for &e in &rows {
-            let missing = |what: &str| Error::invalid("vec_env.step", format!("env {e} truncated without its final {what}"));
-            let obs = step.final_observations[e].as_ref().ok_or_else(|| missing("observation"))?;
-            let final_masks = step.final_masks[e].as_ref().ok_or_else(|| missing("masks"))?;
+            let missing = |what: &str| {
+                Error::invalid(
+                    "vec_env.step",
+                    format!("env {e} truncated without its final {what}"),
+                )
+            };
+            let obs = step.final_observations[e]
+                .as_ref()
+                .ok_or_else(|| missing("observation"))?;
+            let final_masks = step.final_masks[e]
+                .as_ref()
+                .ok_or_else(|| missing("masks"))?;
             features.extend_from_slice(&obs.features);
             categorical.extend_from_slice(&obs.categorical);
             for (m, fm) in masks.iter_mut().zip(final_masks) {
@@ -396,7 +427,10 @@ impl PpoTrainer {
         let features = self.normalized(&features);
         let device = state_after.hidden.device();
         let index = Tensor::<1, burn::tensor::Int>::from_data(
-            TensorData::new(rows.iter().map(|&r| r as i64).collect::<Vec<_>>(), [rows.len()]),
+            TensorData::new(
+                rows.iter().map(|&r| r as i64).collect::<Vec<_>>(),
+                [rows.len()],
+            ),
             &device,
         );
         let state = LstmState {
@@ -423,7 +457,14 @@ impl PpoTrainer {
     fn update(&mut self, rng: &mut StdRng, learning_rate: f64) -> Result<UpdateLog> {
         let n = self.config.num_envs;
         let per_minibatch = n / self.config.num_minibatches;
-        let heads: Vec<String> = self.envs.spec().action_space.heads().iter().map(|h| h.name.clone()).collect();
+        let heads: Vec<String> = self
+            .envs
+            .spec()
+            .action_space
+            .heads()
+            .iter()
+            .map(|h| h.name.clone())
+            .collect();
         let coefs = PpoLossCoefficients {
             clip_coef: self.config.clip_coef,
             value_clip: self.config.clip_value_loss.then_some(self.config.clip_coef),
@@ -448,8 +489,14 @@ impl PpoTrainer {
                 let layers = self.policy().config().num_lstm_layers;
                 let d_hidden = self.policy().config().d_hidden;
                 let state = LstmState {
-                    hidden: Tensor::from_data(TensorData::new(seq.initial_hidden.clone(), [layers, seq.batch, d_hidden]), &device),
-                    cell: Tensor::from_data(TensorData::new(seq.initial_cell.clone(), [layers, seq.batch, d_hidden]), &device),
+                    hidden: Tensor::from_data(
+                        TensorData::new(seq.initial_hidden.clone(), [layers, seq.batch, d_hidden]),
+                        &device,
+                    ),
+                    cell: Tensor::from_data(
+                        TensorData::new(seq.initial_cell.clone(), [layers, seq.batch, d_hidden]),
+                        &device,
+                    ),
                 };
                 let input = EvaluateInput {
                     sequences: Sequences {
@@ -468,10 +515,12 @@ impl PpoTrainer {
                     returns: &seq.returns,
                     old_values: &seq.values,
                 };
-                let (mut grads, stats) = self.policy().evaluate_with_gradients(&input, state, |eval| {
-                    let loss = ppo_loss(eval, &targets, &coefs)?;
-                    Ok((loss.total, loss.stats))
-                })?;
+                let (mut grads, stats) =
+                    self.policy()
+                        .evaluate_with_gradients(&input, state, |eval| {
+                            let loss = ppo_loss(eval, &targets, &coefs)?;
+                            Ok((loss.total, loss.stats))
+                        })?;
                 if !(stats.policy_loss.is_finite() && stats.value_loss.is_finite()) {
                     return Err(Error::NonFinite {
                         name: "ppo loss".into(),
@@ -485,7 +534,8 @@ impl PpoTrainer {
                     accumulate(&mut sums, &stats);
                     break 'epochs;
                 }
-                let grad_norm = clip_grad_norm(self.policy(), &mut grads, self.config.max_grad_norm);
+                let grad_norm =
+                    clip_grad_norm(self.policy(), &mut grads, self.config.max_grad_norm);
                 if !grad_norm.is_finite() {
                     return Err(Error::NonFinite {
                         name: "gradient norm".into(),
@@ -494,7 +544,10 @@ impl PpoTrainer {
                 }
                 grad_norm_sum += grad_norm;
                 // Moved (not cloned) through the optimizer, so Adam can update tensors in place.
-                let policy = self.policy.take().expect("the policy is present between steps");
+                let policy = self
+                    .policy
+                    .take()
+                    .expect("the policy is present between steps");
                 self.policy = Some(self.optimizer.step(learning_rate, policy, grads));
                 accumulate(&mut sums, &stats);
                 steps += 1;
@@ -519,8 +572,15 @@ impl PpoTrainer {
             clip_fraction: stats.clip_fraction / count,
             explained_variance: explained_variance(self.buffer.values(), self.buffer.returns()),
             grad_norm: grad_norm_sum / steps.max(1) as f32,
-            entropy: heads.iter().cloned().zip(stats.entropy_per_head.iter().map(|e| e / count)).collect(),
-            head_kl: heads.into_iter().zip(stats.approx_kl_per_head.iter().map(|k| k / count)).collect(),
+            entropy: heads
+                .iter()
+                .cloned()
+                .zip(stats.entropy_per_head.iter().map(|e| e / count))
+                .collect(),
+            head_kl: heads
+                .into_iter()
+                .zip(stats.approx_kl_per_head.iter().map(|k| k / count))
+                .collect(),
             minibatch_steps: steps,
             early_stopped,
             episodes: 0,
@@ -539,8 +599,14 @@ fn accumulate(sums: &mut Option<PpoStats>, stats: &PpoStats) {
             s.value_loss += stats.value_loss;
             s.approx_kl += stats.approx_kl;
             s.clip_fraction += stats.clip_fraction;
-            s.entropy_per_head.iter_mut().zip(&stats.entropy_per_head).for_each(|(a, b)| *a += b);
-            s.approx_kl_per_head.iter_mut().zip(&stats.approx_kl_per_head).for_each(|(a, b)| *a += b);
+            s.entropy_per_head
+                .iter_mut()
+                .zip(&stats.entropy_per_head)
+                .for_each(|(a, b)| *a += b);
+            s.approx_kl_per_head
+                .iter_mut()
+                .zip(&stats.approx_kl_per_head)
+                .for_each(|(a, b)| *a += b);
         }
     }
 }
@@ -552,9 +618,15 @@ fn normalize(values: &mut [f32]) {
         return;
     }
     let mean = values.iter().map(|&v| v as f64).sum::<f64>() / n;
-    let var = values.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    let var = values
+        .iter()
+        .map(|&v| (v as f64 - mean).powi(2))
+        .sum::<f64>()
+        / (n - 1.0);
     let std = var.sqrt() + 1e-8;
-    values.iter_mut().for_each(|v| *v = ((*v as f64 - mean) / std) as f32);
+    values
+        .iter_mut()
+        .for_each(|v| *v = ((*v as f64 - mean) / std) as f32);
 }
 
 fn host(t: &Tensor<3>) -> Vec<f32> {
