@@ -1,5 +1,7 @@
 //! Subcommands. Each lives in its own file with its `Args` and `run`.
 
+mod train;
+
 use clap::{Parser, Subcommand};
 
 /// Factored recurrent actor-critic with PPO, and memory-operation policies with GRPO.
@@ -11,9 +13,14 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {}
+enum Command {
+    /// Train an agent with recurrent PPO on a built-in environment.
+    Train(train::Args),
+}
 
 /// Runs the chosen subcommand.
 pub fn run(cli: Cli) -> factored_rl::Result<()> {
-    match cli.command {}
+    match cli.command {
+        Command::Train(args) => train::run(args),
+    }
 }

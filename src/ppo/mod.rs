@@ -1,5 +1,6 @@
 //! Recurrent PPO for the factored actor-critic (SPEC §6).
 
+// mod checkpoint; (enabled once environments can be snapshotted)
 mod config;
 mod evaluate;
 mod loss;
@@ -13,3 +14,4 @@ pub use loss::{PpoLoss, PpoLossCoefficients, PpoStats, PpoTargets, explained_var
 pub use normalize::{RewardScaler, RunningMeanStd};
 pub use presets::{TrainSettings, network_for, preset};
 pub use trainer::{PpoTrainer, TrainerProgress, UpdateLog};
+

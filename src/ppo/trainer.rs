@@ -142,20 +142,39 @@ impl PpoTrainer {
     ///
     /// # Errors
     /// As [`new`](Self::new).
-    pub fn with_policy(
+    pub fn with_policy(policy: FactoredRecurrentActorCritic, config: PpoConfig, mut envs: VecEnv) -> Result<Self> {
+        let optimizer = AdamConfig::new().with_epsilon(config.adam_epsilon).init();
+        let batch = envs.reset()?;
+        let state = policy.valid().initial_state(config.num_envs);
+        let progress = TrainerProgress {
+            iteration: 0,
+            global_step: 0,
+            recent: VecDeque::new(),
+            obs_norm: config
+                .normalize_observations
+                .then(|| RunningMeanStd::new(envs.spec().observation_size)),
+            reward_scaler: config
+                .scale_rewards
+                .then(|| RewardScaler::new(config.num_envs, config.gamma)),
+        };
+        Self::restored(policy, config, envs, optimizer, batch, state, progress)
+    }
+
+    /// A trainer from every part of a run (what a checkpoint restores).
+    pub(crate) fn restored(
         policy: FactoredRecurrentActorCritic,
         config: PpoConfig,
-        mut envs: VecEnv,
+        envs: VecEnv,
+        optimizer: ModuleOptimizer,
+        batch: VecBatch,
+        state: LstmState,
+        progress: TrainerProgress,
     ) -> Result<Self> {
         config.validate()?;
         if envs.num_envs() != config.num_envs {
             return Err(Error::invalid(
                 "num_envs",
-                format!(
-                    "the config asks for {} envs, the VecEnv has {}",
-                    config.num_envs,
-                    envs.num_envs()
-                ),
+                format!("the config asks for {} envs, the VecEnv has {}", config.num_envs, envs.num_envs()),
             ));
         }
         check_fits(&policy, &envs)?;
@@ -188,20 +207,6 @@ impl PpoTrainer {
             num_layers: pc.num_lstm_layers,
             d_hidden: pc.d_hidden,
         });
-        let optimizer = AdamConfig::new().with_epsilon(config.adam_epsilon).init();
-        let batch = envs.reset()?;
-        let state = policy.valid().initial_state(config.num_envs);
-        let progress = TrainerProgress {
-            iteration: 0,
-            global_step: 0,
-            recent: VecDeque::new(),
-            obs_norm: config
-                .normalize_observations
-                .then(|| RunningMeanStd::new(spec.observation_size)),
-            reward_scaler: config
-                .scale_rewards
-                .then(|| RewardScaler::new(config.num_envs, config.gamma)),
-        };
         Ok(Self {
             config,
             policy: Some(policy),
@@ -213,6 +218,23 @@ impl PpoTrainer {
             entropy_weights,
             progress,
         })
+    }
+
+    pub(crate) fn optimizer(&self) -> &ModuleOptimizer {
+        &self.optimizer
+    }
+
+    pub(crate) fn envs(&self) -> &VecEnv {
+        &self.envs
+    }
+
+    pub(crate) fn next_batch(&self) -> &VecBatch {
+        &self.batch
+    }
+
+    /// The recurrent state the next rollout starts from, on the host.
+    pub(crate) fn recurrent_state_host(&self) -> (Vec<f32>, Vec<f32>) {
+        (host(&self.state.hidden), host(&self.state.cell))
     }
 
     /// The configuration.
