@@ -301,3 +301,272 @@ fn check_dims(name: &str, found: &[usize], expected: &[usize]) -> Result<()> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use burn::module::Module;
+    use burn::nn::{Linear, LinearConfig};
+    use burn::optim::GradientsParams;
+    use burn::tensor::activation::log_softmax;
+    use burn::tensor::{Device, Int, TensorData};
+    use rand::rngs::StdRng;
+    use rand::{RngExt, SeedableRng};
+
+    use super::*;
+    use crate::backend::default_device;
+    use crate::grpo::{ScaleRewards, group_advantages};
+
+    fn tensor2(values: Vec<f32>, dims: [usize; 2], device: &Device) -> Tensor<2> {
+        Tensor::from_data(TensorData::new(values, dims), device)
+    }
+
+    fn tensor1(values: Vec<f32>, device: &Device) -> Tensor<1> {
+        let len = values.len();
+        Tensor::from_data(TensorData::new(values, [len]), device)
+    }
+
+    fn mask_tensor(mask: &[bool], dims: [usize; 2], device: &Device) -> Tensor<2, Bool> {
+        Tensor::from_data(TensorData::new(mask.to_vec(), dims), device)
+    }
+
+    fn host<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
+        tensor.into_data().try_into_vec_as::<f32>().unwrap()
+    }
+
+    /// A right-padded mask with 1..=num_steps steps per row.
+    fn random_mask(rng: &mut StdRng, num_rows: usize, num_steps: usize) -> Vec<bool> {
+        (0..num_rows)
+            .flat_map(|_| {
+                let len = rng.random_range(1..=num_steps);
+                (0..num_steps).map(move |t| t < len)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn beta_zero_ratio_one_whole_groups_give_a_zero_grpo_loss() {
+        let device = default_device();
+        let mut rng = StdRng::seed_from_u64(0);
+        let (num_generations, num_groups, num_steps) = (4, 3, 5);
+        let num_rows = num_generations * num_groups;
+        let dims = [num_rows, num_steps];
+        for trial in 0..20 {
+            let rewards: Vec<f32> = (0..num_rows).map(|_| rng.random_range(-1.0..2.0)).collect();
+            let mask = random_mask(&mut rng, num_rows, num_steps);
+            let log_probs: Vec<f32> = (0..num_rows * num_steps)
+                .map(|_| rng.random_range(-3.0..0.0))
+                .collect();
+            let lengths_differ = mask.chunks(num_steps).any(|row| row != &mask[..num_steps]);
+            for scale in ScaleRewards::ALL {
+                let advantages = group_advantages(&rewards, num_generations, scale)
+                    .unwrap()
+                    .advantages;
+                let losses: Vec<f32> = LossType::ALL
+                    .iter()
+                    .map(|&loss_type| {
+                        let config = GrpoConfig::new()
+                            .with_num_generations(num_generations)
+                            .with_max_completion_length(num_steps)
+                            .with_loss_type(loss_type);
+                        let inputs = GrpoLossInputs {
+                            log_probs: tensor2(log_probs.clone(), dims, &device),
+                            old_log_probs: tensor2(log_probs.clone(), dims, &device),
+                            ref_log_probs: None,
+                            advantages: tensor1(advantages.clone(), &device),
+                            completion_mask: mask_tensor(&mask, dims, &device),
+                            num_items_in_batch: None,
+                        };
+                        grpo_loss(&config, inputs).unwrap().metrics.loss
+                    })
+                    .collect();
+                // Per completion the mean step loss is −A; the A of a whole group sum to 0.
+                assert!(
+                    losses[0].abs() < 1e-6,
+                    "trial {trial}, {scale}: grpo loss {}",
+                    losses[0]
+                );
+                // The token-level aggregations weight completions by length: not 0 in general.
+                if lengths_differ && scale == ScaleRewards::None {
+                    assert!(
+                        losses[1].abs() > 1e-6,
+                        "trial {trial}: bnpo loss {}",
+                        losses[1]
+                    );
+                }
+            }
+        }
+    }
+
+    /// Log-probs of fixed actions through a small Linear head over fixed features, so that
+    /// gradients can be followed to the head's weights.
+    struct Head {
+        linear: Linear,
+        features: Tensor<2>,
+        actions: Tensor<2, Int>,
+        dims: [usize; 2],
+    }
+
+    impl Head {
+        fn new(device: &Device, seed: u64) -> Self {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let (num_rows, num_steps, d_features, num_ops) = (4, 3, 8, 6);
+            let features: Vec<f32> = (0..num_rows * num_steps * d_features)
+                .map(|_| rng.random_range(-1.0..1.0))
+                .collect();
+            let actions: Vec<i64> = (0..num_rows * num_steps)
+                .map(|_| rng.random_range(0..num_ops as i64))
+                .collect();
+            Self {
+                linear: LinearConfig::new(d_features, num_ops).init(device).train(),
+                features: tensor2(features, [num_rows * num_steps, d_features], device),
+                actions: Tensor::from_data(
+                    TensorData::new(actions, [num_rows * num_steps, 1]),
+                    device,
+                ),
+                dims: [num_rows, num_steps],
+            }
+        }
+
+        fn log_probs(&self) -> Tensor<2> {
+            let logits = self.linear.forward(self.features.clone());
+            log_softmax(logits, 1)
+                .gather(1, self.actions.clone())
+                .reshape(self.dims)
+        }
+    }
+
+    /// With zero advantages the clip term is constant, so any gradient comes from the KL term.
+    fn kl_only_loss(head: &Head, beta: f64, bias_correction: bool, ref_shift: f32) -> Tensor<1> {
+        let device = head.features.device();
+        let log_probs = head.log_probs();
+        let old = log_probs.clone().detach();
+        let reference = old.clone().add_scalar(ref_shift);
+        let [num_rows, num_steps] = head.dims;
+        let mut mask = vec![true; num_rows * num_steps];
+        mask[num_steps - 1] = false;
+        let config = GrpoConfig::new()
+            .with_beta(beta)
+            .with_use_bias_correction_kl(bias_correction)
+            .with_loss_type(LossType::Grpo);
+        let inputs = GrpoLossInputs {
+            log_probs,
+            old_log_probs: old,
+            ref_log_probs: Some(reference),
+            advantages: tensor1(vec![0.0; num_rows], &device),
+            completion_mask: mask_tensor(&mask, head.dims, &device),
+            num_items_in_batch: None,
+        };
+        grpo_loss(&config, inputs).unwrap().loss
+    }
+
+    fn weight_gradient(head: &Head, loss: Tensor<1>) -> Vec<f32> {
+        let grads = GradientsParams::from_grads(loss.backward(), &head.linear);
+        grads
+            .get::<2>(head.linear.weight.id)
+            .map(host)
+            .expect("the head's weight gets a gradient")
+    }
+
+    #[test]
+    fn the_kl_term_has_gradient_to_the_head() {
+        let device = default_device().autodiff();
+        for bias_correction in [false, true] {
+            let head = Head::new(&device, 1);
+            let gradient = weight_gradient(&head, kl_only_loss(&head, 0.04, bias_correction, 0.3));
+            assert!(gradient.iter().all(|g| g.is_finite()));
+            let norm: f32 = gradient.iter().map(|g| g * g).sum::<f32>().sqrt();
+            assert!(
+                norm > 1e-4,
+                "bias correction {bias_correction}: gradient norm {norm}"
+            );
+
+            // Controls: no KL weight, or a reference equal to the policy, give no gradient.
+            let head = Head::new(&device, 1);
+            let gradient = weight_gradient(&head, kl_only_loss(&head, 0.0, bias_correction, 0.3));
+            assert!(gradient.iter().all(|&g| g == 0.0), "beta 0: {gradient:?}");
+            let head = Head::new(&device, 1);
+            let gradient = weight_gradient(&head, kl_only_loss(&head, 0.04, bias_correction, 0.0));
+            assert!(
+                gradient.iter().all(|g| g.abs() < 1e-7),
+                "ref = policy: {gradient:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_kl_gradient_wrt_log_probs_is_its_closed_form() {
+        // d/dnew [β·k3(ref − new)] / num_steps = β·(1 − exp(ref − new)) / num_steps (grpo
+        // aggregation, one completion, no bias correction, zero advantage).
+        let device = default_device().autodiff();
+        let new = [-1.0f32, -0.5, -2.0];
+        let reference = [-1.5f32, -0.5, -0.2];
+        let beta = 0.1;
+        let leaf = tensor2(new.to_vec(), [1, 3], &device).require_grad();
+        let config = GrpoConfig::new()
+            .with_beta(beta)
+            .with_use_bias_correction_kl(false)
+            .with_loss_type(LossType::Grpo);
+        let inputs = GrpoLossInputs {
+            log_probs: leaf.clone(),
+            old_log_probs: tensor2(new.to_vec(), [1, 3], &device),
+            ref_log_probs: Some(tensor2(reference.to_vec(), [1, 3], &device)),
+            advantages: tensor1(vec![0.0], &device),
+            completion_mask: mask_tensor(&[true; 3], [1, 3], &device),
+            num_items_in_batch: None,
+        };
+        let out = grpo_loss(&config, inputs).unwrap();
+        let gradient = host(leaf.grad(&out.loss.backward()).unwrap());
+        for t in 0..3 {
+            let expected = beta as f32 * (1.0 - (reference[t] - new[t]).exp()) / 3.0;
+            assert!(
+                (gradient[t] - expected).abs() < 1e-6,
+                "step {t}: {} vs {expected}",
+                gradient[t]
+            );
+        }
+        assert_eq!(gradient[1], 0.0);
+    }
+
+    #[test]
+    fn bad_inputs_are_named_errors() {
+        let device = default_device();
+        let dims = [2, 3];
+        let inputs = |old_dims: [usize; 2], num_advantages: usize, with_ref: bool| GrpoLossInputs {
+            log_probs: tensor2(vec![0.0; 6], dims, &device),
+            old_log_probs: tensor2(vec![0.0; old_dims[0] * old_dims[1]], old_dims, &device),
+            ref_log_probs: with_ref.then(|| tensor2(vec![0.0; 6], dims, &device)),
+            advantages: tensor1(vec![0.0; num_advantages], &device),
+            completion_mask: mask_tensor(&[true; 6], dims, &device),
+            num_items_in_batch: None,
+        };
+        let config = GrpoConfig::new();
+        assert!(matches!(
+            grpo_loss(&config, inputs([3, 2], 2, false)),
+            Err(Error::ShapeMismatch { name, .. }) if name == "old_log_probs"
+        ));
+        assert!(matches!(
+            grpo_loss(&config, inputs(dims, 3, false)),
+            Err(Error::ShapeMismatch { name, .. }) if name == "advantages"
+        ));
+        assert!(matches!(
+            grpo_loss(&config.clone().with_beta(0.04), inputs(dims, 2, false)),
+            Err(Error::Invalid { name, .. }) if name == "ref_log_probs"
+        ));
+        assert!(matches!(
+            grpo_loss(&config.clone().with_max_completion_length(2), inputs(dims, 2, true)),
+            Err(Error::Invalid { name, .. }) if name == "max_completion_length"
+        ));
+        let mut zero_items = inputs(dims, 2, true);
+        zero_items.num_items_in_batch = Some(0);
+        assert!(matches!(
+            grpo_loss(&config, zero_items),
+            Err(Error::Invalid { name, .. }) if name == "num_items_in_batch"
+        ));
+        let mut nan_advantage = inputs(dims, 2, true);
+        nan_advantage.advantages = tensor1(vec![f32::NAN, 0.0], &device);
+        assert!(matches!(
+            grpo_loss(&config, nan_advantage),
+            Err(Error::NonFinite { .. })
+        ));
+    }
+}
