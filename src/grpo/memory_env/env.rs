@@ -45,6 +45,9 @@ pub struct MemoryEnvConfig {
     /// Probability of a recap request.
     #[config(default = 0.3)]
     pub recap_prob: f64,
+    /// Weight of the recall term; the term lies in `[0, recall_weight]`.
+    #[config(default = 0.5)]
+    pub recall_weight: f64,
     /// Weight of the memory penalty; the term lies in `[−memory_penalty_weight, 0]`.
     #[config(default = 0.2)]
     pub memory_penalty_weight: f64,
@@ -57,9 +60,12 @@ impl MemoryEnvConfig {
         self.max_notes + 2 + self.max_chatter + 2
     }
 
-    /// The range of the total reward: `[−memory_penalty_weight, 1]`.
+    /// The range of the total reward: `[−memory_penalty_weight, 1 + recall_weight]`.
     pub fn reward_range(&self) -> (f32, f32) {
-        (-self.memory_penalty_weight as f32, 1.0)
+        (
+            -self.memory_penalty_weight as f32,
+            1.0 + self.recall_weight as f32,
+        )
     }
 
     /// Checks every field.
@@ -101,6 +107,11 @@ impl MemoryEnvConfig {
                 ),
             ),
             (
+                (0.0..=1.0).contains(&self.recall_weight),
+                "recall_weight",
+                format!("{} (must be in [0, 1])", self.recall_weight),
+            ),
+            (
                 (0.0..=1.0).contains(&self.memory_penalty_weight),
                 "memory_penalty_weight",
                 format!("{} (must be in [0, 1])", self.memory_penalty_weight),
@@ -125,14 +136,17 @@ impl MemoryEnvConfig {
     }
 }
 
-/// The terminal reward, term by term. `total = answer + memory_penalty ∈ [−w, 1]` with `w` the
-/// config's `memory_penalty_weight`.
+/// The terminal reward, term by term. `total = answer + recall + memory_penalty`, in
+/// `[−w_penalty, 1 + w_recall]` with the config's `memory_penalty_weight` and `recall_weight`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MemoryReward {
     /// Fraction of the episode's requests answered correctly, in `[0, 1]`: mid-stream queries
     /// (answered only by `retrieve`), recaps (answered only by `summary`) and the final question
     /// (answered from the final store).
     pub answer: f32,
+    /// `w_recall ·` the fraction of currently true facts that the final store states with their
+    /// right value and no other value, in `[0, w_recall]` (all of it when nothing is true).
+    pub recall: f32,
     /// `−w · junk / capacity`, in `[−w, 0]`: junk entries are those that do not state a
     /// currently true fact (small talk, requests, stale or retracted facts, duplicates).
     pub memory_penalty: f32,
@@ -145,7 +159,7 @@ pub struct MemoryReward {
 impl MemoryReward {
     /// The reward broadcast to every step of the episode.
     pub fn total(&self) -> f32 {
-        self.answer + self.memory_penalty
+        self.answer + self.recall + self.memory_penalty
     }
 
     /// Every request, the final question included, was answered correctly.
@@ -364,8 +378,29 @@ impl<E: TextEmbedder> Tools<E> {
             .map(|f| f.key)
             .collect();
         let junk = episode.store.len() - true_facts_kept.len();
+        let stored_values = |key: &FactKey| -> BTreeSet<&'static str> {
+            episode
+                .store
+                .entries()
+                .iter()
+                .filter_map(MemoryEntry::fact)
+                .filter(|f| f.key == *key)
+                .map(|f| f.value)
+                .collect()
+        };
+        let facts_recalled = episode
+            .truth
+            .iter()
+            .filter(|(key, value)| stored_values(key) == BTreeSet::from([**value]))
+            .count();
+        let recall_fraction = if episode.truth.is_empty() {
+            1.0
+        } else {
+            facts_recalled as f32 / episode.truth.len() as f32
+        };
         Ok(MemoryReward {
             answer: requests_correct as f32 / requests_total as f32,
+            recall: self.config.recall_weight as f32 * recall_fraction,
             memory_penalty: -(self.config.memory_penalty_weight as f32) * junk as f32
                 / self.config.capacity as f32,
             requests_correct,

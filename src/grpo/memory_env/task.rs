@@ -139,7 +139,7 @@ impl fmt::Display for Fact {
 pub enum MessageKind {
     /// "Remember: Alice lives in Rome." — a new fact (right op: add).
     Note,
-    /// "Correction: Alice now lives in Oslo." — a changed fact (right op: update).
+    /// "Correction: Alice now lives in Oslo, not Rome." — a changed fact (right op: update).
     Correction,
     /// "Forget: Alice no longer lives in Oslo." — a fact that stopped being true (right op:
     /// delete).
@@ -198,12 +198,17 @@ impl Message {
         )
     }
 
-    pub(super) fn correction(fact: Fact) -> Self {
+    /// "Correction: Alice now lives in Oslo, not Rome." — naming the old value too, as people
+    /// do, is what lets the closest-entry search find the entry to update rather than another
+    /// person's entry that shares the new value.
+    pub(super) fn correction(old: Fact, value: &'static str) -> Self {
+        let fact = Fact { value, ..old };
         let content = format!(
-            "{} now {} {}",
+            "{} now {} {}, not {}",
             fact.key.subject,
             fact.key.attribute.phrase(),
-            fact.value
+            fact.value,
+            old.value
         );
         Self::new(
             MessageKind::Correction,
@@ -336,7 +341,7 @@ impl MemoryTask {
                 .collect::<Vec<_>>()
                 .choose(rng)
                 .expect("at least two values");
-            changes.push(Message::correction(Fact { value, ..old }));
+            changes.push(Message::correction(old, value));
             changed_keys.push(old.key);
         }
         if rng.random_bool(config.retraction_prob)

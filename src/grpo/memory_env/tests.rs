@@ -60,7 +60,7 @@ fn a_careful_policy_succeeds_far_more_often_than_a_random_one() {
         random.mean_answer,
         random.mean_reward
     );
-    assert!(good.success_rate >= 0.95, "{good:?}");
+    assert!(good.success_rate >= 0.98, "{good:?}");
     assert!(random.success_rate <= 0.35, "{random:?}");
     assert!(good.mean_reward > random.mean_reward + 0.4);
 }
@@ -74,10 +74,7 @@ fn every_tool_acts_on_the_store_as_documented() {
             Message::note(alice_city),
             Message::note(bruno_job),
             Message::chatter(CHATTER[0]),
-            Message::correction(Fact {
-                value: "Oslo",
-                ..alice_city
-            }),
+            Message::correction(alice_city, "Oslo"),
             Message::retraction(bruno_job),
             Message::query(alice_city.key),
             Message::recap("Alice"),
@@ -106,7 +103,8 @@ fn every_tool_acts_on_the_store_as_documented() {
         .iter()
         .map(MemoryEntry::text)
         .collect();
-    assert_eq!(texts, ["Alice now lives in Oslo"]);
+    assert_eq!(texts, ["Alice now lives in Oslo, not Rome"]);
+    assert_eq!(episode.reward.recall, 0.5);
 
     // Adding the correction instead of updating leaves two cities: the final question and the
     // query see a conflict, the recap disagrees, and the stale entry is junk.
@@ -115,6 +113,7 @@ fn every_tool_acts_on_the_store_as_documented() {
     let mut ops = wrong.iter();
     let episode = run_episode(&mut env, task.clone(), |_| Ok(*ops.next().unwrap())).unwrap();
     assert_eq!(episode.reward.requests_correct, 0);
+    assert_eq!(episode.reward.recall, 0.0);
     assert!((episode.reward.memory_penalty - (-0.2 / 5.0)).abs() < 1e-6);
 
     // Keeping the small talk costs memory but no answer; filtering the query loses it.
@@ -322,10 +321,12 @@ proptest! {
         ops in proptest::collection::vec(0..NUM_MEMORY_OPS, 12),
         capacity in 4usize..8,
         weight in 0.0f64..=1.0,
+        recall_weight in 0.0f64..=1.0,
     ) {
         let config = MemoryEnvConfig::new()
             .with_capacity(capacity)
-            .with_memory_penalty_weight(weight);
+            .with_memory_penalty_weight(weight)
+            .with_recall_weight(recall_weight);
         let mut env = MemoryEnv::new(config.clone(), NgramEmbedder::default()).unwrap();
         let task = MemoryTask::sample(&config, &mut StdRng::seed_from_u64(seed));
         prop_assert!(task.num_steps() <= ops.len());
@@ -338,6 +339,7 @@ proptest! {
         let w = weight as f32;
         prop_assert!((0.0..=1.0).contains(&reward.answer), "answer {}", reward.answer);
         prop_assert!((-w..=0.0).contains(&reward.memory_penalty), "penalty {}", reward.memory_penalty);
+        prop_assert!((0.0..=recall_weight as f32).contains(&reward.recall), "recall {}", reward.recall);
         let (low, high) = config.reward_range();
         prop_assert!((low..=high).contains(&reward.total()), "total {}", reward.total());
         prop_assert!(reward.requests_total >= 1 && reward.requests_correct <= reward.requests_total);
