@@ -7,6 +7,8 @@ use burn::config::Config;
 
 use crate::error::{Error, Result};
 
+#[cfg(doc)]
+use super::embedder::NgramEmbedder;
 use super::embedder::TextEmbedder;
 use super::store::{MemoryEntry, MemoryStore};
 use super::task::{Attribute, Fact, FactKey, MemoryTask, Message, Payload, SUBJECTS};
@@ -21,6 +23,12 @@ pub struct MemoryEnvConfig {
     /// Entries a retrieval returns (queries, recaps, the final question).
     #[config(default = 3)]
     pub top_k: usize,
+    /// Smallest cosine similarity between a message and its closest entry for `update` and
+    /// `delete` to act on that entry. Calibrated for [`NgramEmbedder::default`]: corrections
+    /// and retractions of a stored fact score ≥ 0.54 against it, small talk ≤ 0.39 and recap
+    /// requests ≤ 0.51 against any entry; another embedder needs its own value.
+    #[config(default = 0.5)]
+    pub match_threshold: f64,
     /// Fewest notes (new facts) per task.
     #[config(default = 2)]
     pub min_notes: usize,
@@ -82,6 +90,14 @@ impl MemoryEnvConfig {
                 "must be at least 1".to_string(),
             ),
             (self.top_k >= 1, "top_k", "must be at least 1".to_string()),
+            (
+                (-1.0..=1.0).contains(&self.match_threshold),
+                "match_threshold",
+                format!(
+                    "{} (must be a cosine similarity, in [-1, 1])",
+                    self.match_threshold
+                ),
+            ),
             (
                 self.min_notes >= 1 && self.min_notes <= self.max_notes,
                 "min_notes",
@@ -314,13 +330,18 @@ impl<E: TextEmbedder> Tools<E> {
             }
             OP_UPDATE | OP_DELETE => {
                 let entry = self.entry(&episode.store, message, stated_fact)?;
-                // Both act on the closest entry; an empty store leaves nothing to act on.
-                if let Some(&nearest) = episode.store.top_k(entry.embedding(), 1).first() {
-                    if op == OP_UPDATE {
-                        episode.store.replace(nearest, entry);
-                    } else {
-                        episode.store.remove(nearest);
+                // Both act on the closest entry, and only when it is close enough to be what the
+                // message is about: a message about nothing stored changes nothing.
+                let threshold = self.config.match_threshold as f32;
+                match episode.store.nearest(entry.embedding()) {
+                    Some((index, similarity)) if similarity >= threshold => {
+                        if op == OP_UPDATE {
+                            episode.store.replace(index, entry);
+                        } else {
+                            episode.store.remove(index);
+                        }
                     }
+                    _ => {}
                 }
             }
             // retrieve / summary answer requests (below); filter discards the message.

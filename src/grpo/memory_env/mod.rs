@@ -30,9 +30,11 @@ pub const MEMORY_OP_NAMES: [&str; NUM_MEMORY_OPS] =
 
 /// Store the message's content as a new entry (evicting the oldest when full).
 pub const OP_ADD: usize = 0;
-/// Replace the entry closest to the message's content (cosine) with that content.
+/// Replace the entry closest to the message's content (cosine) with that content, when it is
+/// at least `match_threshold` close.
 pub const OP_UPDATE: usize = 1;
-/// Remove the entry closest to the message's content (cosine).
+/// Remove the entry closest to the message's content (cosine), when it is at least
+/// `match_threshold` close.
 pub const OP_DELETE: usize = 2;
 /// Answer a query from the `top_k` entries closest to it; the store is unchanged.
 pub const OP_RETRIEVE: usize = 3;

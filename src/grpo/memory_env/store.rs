@@ -88,6 +88,15 @@ impl MemoryStore {
         self.entries.remove(index);
     }
 
+    /// The entry most similar to `query` and its cosine similarity; `None` when empty.
+    pub fn nearest(&self, query: &[f32]) -> Option<(usize, f32)> {
+        let index = *self.top_k(query, 1).first()?;
+        Some((
+            index,
+            cosine_similarity(query, &self.entries[index].embedding),
+        ))
+    }
+
     /// Indices of the `k` entries most similar to `query` by cosine similarity, best first;
     /// ties go to the newer entry.
     pub fn top_k(&self, query: &[f32], k: usize) -> Vec<usize> {

@@ -346,3 +346,36 @@ proptest! {
         prop_assert_eq!(reward.success(), reward.answer == 1.0);
     }
 }
+
+#[test]
+fn update_and_delete_leave_unrelated_entries_alone() {
+    let alice_city = fact("Alice", Attribute::City, "Rome");
+    let task = MemoryTask::from_parts(
+        vec![
+            Message::note(alice_city),
+            Message::chatter(CHATTER[3]),
+            Message::recap("Alice"),
+            Message::retraction(alice_city),
+        ],
+        alice_city.key,
+    );
+    let mut env = env();
+    for op in [OP_UPDATE, OP_DELETE] {
+        let mut ops = [OP_ADD, op, op].into_iter();
+        env.reset(task.clone());
+        for _ in 0..3 {
+            env.step(ops.next().unwrap()).unwrap();
+        }
+        let texts: Vec<&str> = env
+            .store()
+            .unwrap()
+            .entries()
+            .iter()
+            .map(MemoryEntry::text)
+            .collect();
+        assert_eq!(texts, ["Alice lives in Rome"], "{}", MEMORY_OP_NAMES[op]);
+        // The retraction is about the stored fact: delete removes it.
+        env.step(OP_DELETE).unwrap();
+        assert!(env.store().unwrap().is_empty());
+    }
+}
