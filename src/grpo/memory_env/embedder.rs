@@ -96,7 +96,8 @@ fn fnv1a(chars: &[char]) -> u64 {
     hash
 }
 
-/// Cosine similarity; 0 when either vector is all zeros (never NaN).
+/// Cosine similarity of two vectors of the same length (the store checks lengths before it
+/// compares); 0 when either vector is all zeros (never NaN).
 pub fn cosine_similarity(a: &[f32], b: &[f32]) -> f32 {
     let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
     let norm_a = a.iter().map(|x| x * x).sum::<f32>().sqrt();

@@ -2,7 +2,7 @@
 
 use rand::Rng;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 use super::embedder::TextEmbedder;
 use super::env::{MemoryEnv, MemoryReward, MemoryStep};
@@ -70,7 +70,7 @@ pub struct MemoryEvaluation {
 /// Runs `num_episodes` tasks drawn from `task_rng` with `policy` and averages the outcomes.
 ///
 /// # Errors
-/// Those of [`run_episode`].
+/// [`Error::Invalid`] for 0 episodes; those of [`MemoryTask::sample`] and [`run_episode`].
 pub fn evaluate<E, P, R>(
     env: &mut MemoryEnv<E>,
     num_episodes: usize,
@@ -82,15 +82,18 @@ where
     P: FnMut(&str) -> Result<usize>,
     R: Rng + ?Sized,
 {
+    if num_episodes == 0 {
+        return Err(Error::invalid("num_episodes", "must be at least 1"));
+    }
     let (mut successes, mut answer, mut reward) = (0usize, 0.0f64, 0.0f64);
     for _ in 0..num_episodes {
-        let task = MemoryTask::sample(env.config(), task_rng);
+        let task = MemoryTask::sample(env.config(), task_rng)?;
         let episode = run_episode(env, task, &mut policy)?;
         successes += usize::from(episode.reward.success());
         answer += f64::from(episode.reward.answer);
         reward += f64::from(episode.reward.total());
     }
-    let n = num_episodes.max(1) as f64;
+    let n = num_episodes as f64;
     Ok(MemoryEvaluation {
         num_episodes,
         success_rate: successes as f64 / n,

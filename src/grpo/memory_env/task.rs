@@ -6,6 +6,7 @@ use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng, RngExt};
 
 use super::env::MemoryEnvConfig;
+use crate::error::Result;
 
 /// The people facts are about.
 pub const SUBJECTS: [&str; 8] = [
@@ -301,7 +302,11 @@ impl MemoryTask {
     ///
     /// The final question asks for a noted fact: one that was corrected or retracted with
     /// probability 1/2 when there is one (so that update and delete matter), else any.
-    pub fn sample<R: Rng + ?Sized>(config: &MemoryEnvConfig, rng: &mut R) -> Self {
+    ///
+    /// # Errors
+    /// [`Error::Invalid`](crate::Error::Invalid) naming a config field out of range.
+    pub fn sample<R: Rng + ?Sized>(config: &MemoryEnvConfig, rng: &mut R) -> Result<Self> {
+        config.validate()?;
         let num_notes = rng.random_range(config.min_notes..=config.max_notes);
         let mut keys: Vec<FactKey> = Vec::with_capacity(num_notes);
         while keys.len() < num_notes {
@@ -374,7 +379,7 @@ impl MemoryTask {
         } else {
             *keys.choose(rng).expect("notes")
         };
-        Self { messages, question }
+        Ok(Self { messages, question })
     }
 
     /// A task from given messages (tests build situations by hand).

@@ -162,7 +162,7 @@ fn the_state_text_never_shows_the_action_being_scored() {
     let mut env = env();
     let mut task_rng = StdRng::seed_from_u64(7);
     for episode_index in 0..60 {
-        let task = MemoryTask::sample(env.config(), &mut task_rng);
+        let task = MemoryTask::sample(env.config(), &mut task_rng).unwrap();
         let prefix: Vec<usize> = {
             let mut policy = random_policy(episode_index);
             (0..task.num_steps()).map(|_| policy("").unwrap()).collect()
@@ -203,7 +203,7 @@ fn the_state_text_never_shows_the_action_being_scored() {
 #[test]
 fn the_state_text_shows_the_message_and_the_store() {
     let mut env = env();
-    let task = MemoryTask::sample(env.config(), &mut StdRng::seed_from_u64(3));
+    let task = MemoryTask::sample(env.config(), &mut StdRng::seed_from_u64(3)).unwrap();
     let first = env.reset(task.clone());
     assert_eq!(
         first,
@@ -230,7 +230,7 @@ fn sampled_tasks_follow_the_config() {
     let config = MemoryEnvConfig::new();
     let mut rng = StdRng::seed_from_u64(11);
     for _ in 0..500 {
-        let task = MemoryTask::sample(&config, &mut rng);
+        let task = MemoryTask::sample(&config, &mut rng).unwrap();
         assert!(task.num_steps() <= config.max_steps());
         let kinds: Vec<MessageKind> = task.messages().iter().map(Message::kind).collect();
         let notes = kinds.iter().filter(|&&k| k == MessageKind::Note).count();
@@ -256,7 +256,7 @@ fn sampled_tasks_follow_the_config() {
 fn misuse_is_a_named_error() {
     let mut env = env();
     assert!(matches!(env.step(OP_ADD), Err(Error::Invalid { .. })));
-    let task = MemoryTask::sample(env.config(), &mut StdRng::seed_from_u64(5));
+    let task = MemoryTask::sample(env.config(), &mut StdRng::seed_from_u64(5)).unwrap();
     env.reset(task.clone());
     assert!(matches!(
         env.step(6),
@@ -267,6 +267,19 @@ fn misuse_is_a_named_error() {
     assert!(matches!(
         MemoryEnv::new(MemoryEnvConfig::new().with_max_notes(9), NgramEmbedder::default()),
         Err(Error::Invalid { name, .. }) if name == "max_notes"
+    ));
+    let mut rng = StdRng::seed_from_u64(0);
+    assert!(matches!(
+        MemoryTask::sample(&MemoryEnvConfig::new().with_min_notes(0), &mut rng),
+        Err(Error::Invalid { name, .. }) if name == "min_notes"
+    ));
+    assert!(matches!(
+        MemoryTask::sample(&MemoryEnvConfig::new().with_query_prob(1.5), &mut rng),
+        Err(Error::Invalid { name, .. }) if name == "query_prob"
+    ));
+    assert!(matches!(
+        evaluate(&mut env, 0, &mut rng, scripted_op),
+        Err(Error::Invalid { name, .. }) if name == "num_episodes"
     ));
 }
 
@@ -328,7 +341,7 @@ proptest! {
             .with_memory_penalty_weight(weight)
             .with_recall_weight(recall_weight);
         let mut env = MemoryEnv::new(config.clone(), NgramEmbedder::default()).unwrap();
-        let task = MemoryTask::sample(&config, &mut StdRng::seed_from_u64(seed));
+        let task = MemoryTask::sample(&config, &mut StdRng::seed_from_u64(seed)).unwrap();
         prop_assert!(task.num_steps() <= ops.len());
         let mut step = 0;
         let episode = run_episode(&mut env, task, |_| {
