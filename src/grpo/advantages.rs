@@ -41,7 +41,7 @@ pub fn group_advantages(
     num_generations: usize,
     scale: ScaleRewards,
 ) -> Result<GroupAdvantages> {
-    if num_generations == 0 || rewards.len() % num_generations != 0 {
+    if num_generations == 0 || !rewards.len().is_multiple_of(num_generations) {
         return Err(Error::invalid(
             "num_generations",
             format!(

@@ -311,7 +311,7 @@ impl MemoryTask {
         let mut keys: Vec<FactKey> = Vec::with_capacity(num_notes);
         while keys.len() < num_notes {
             let key = FactKey {
-                subject: *SUBJECTS.choose(rng).expect("subjects"),
+                subject: SUBJECTS.choose(rng).expect("subjects"),
                 attribute: *Attribute::ALL.choose(rng).expect("attributes"),
             };
             let same_subject = keys.iter().filter(|k| k.subject == key.subject).count();
@@ -323,7 +323,7 @@ impl MemoryTask {
             .iter()
             .map(|&key| Fact {
                 key,
-                value: *key.attribute.values().choose(rng).expect("values"),
+                value: key.attribute.values().choose(rng).expect("values"),
             })
             .collect();
         let mut messages: Vec<Message> = notes.iter().copied().map(Message::note).collect();
