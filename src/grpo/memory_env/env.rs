@@ -390,34 +390,31 @@ impl<E: TextEmbedder> Tools<E> {
         let final_correct = answer == truth_answer(&episode.truth, key);
         let requests_correct = episode.requests_correct + usize::from(final_correct);
         let requests_total = episode.requests_total + 1;
-        let true_facts_kept: BTreeSet<FactKey> = episode
-            .store
-            .entries()
-            .iter()
-            .filter_map(MemoryEntry::fact)
-            .filter(|f| episode.truth.get(&f.key) == Some(&f.value))
-            .map(|f| f.key)
-            .collect();
-        let junk = episode.store.len() - true_facts_kept.len();
-        let stored_values = |key: &FactKey| -> BTreeSet<&'static str> {
-            episode
-                .store
-                .entries()
-                .iter()
-                .filter_map(MemoryEntry::fact)
-                .filter(|f| f.key == *key)
-                .map(|f| f.value)
-                .collect()
-        };
-        let facts_recalled = episode
+        // The values the final store states for each fact.
+        let mut stored: BTreeMap<FactKey, BTreeSet<&'static str>> = BTreeMap::new();
+        for fact in episode.store.entries().iter().filter_map(MemoryEntry::fact) {
+            stored.entry(fact.key).or_default().insert(fact.value);
+        }
+        // One entry per true fact is useful; every other entry is junk.
+        let useful = episode
             .truth
             .iter()
-            .filter(|(key, value)| stored_values(key) == BTreeSet::from([**value]))
+            .filter(|(key, value)| {
+                stored
+                    .get(*key)
+                    .is_some_and(|values| values.contains(*value))
+            })
+            .count();
+        let junk = episode.store.len() - useful;
+        let recalled = episode
+            .truth
+            .iter()
+            .filter(|(key, value)| stored.get(*key) == Some(&BTreeSet::from([**value])))
             .count();
         let recall_fraction = if episode.truth.is_empty() {
             1.0
         } else {
-            facts_recalled as f32 / episode.truth.len() as f32
+            recalled as f32 / episode.truth.len() as f32
         };
         Ok(MemoryReward {
             answer: requests_correct as f32 / requests_total as f32,
