@@ -11,13 +11,15 @@ mod gae;
 mod lstm;
 #[path = "conformance/masked_categorical.rs"]
 mod masked_categorical;
+#[path = "conformance/olmoe.rs"]
+mod olmoe;
 #[path = "conformance/support.rs"]
 mod support;
 
 use support::{case_name, case_paths};
 
 /// The folders this suite knows how to check.
-const CHECKED_FOLDERS: &[&str] = &["gae", "lstm", "masked_categorical"];
+const CHECKED_FOLDERS: &[&str] = &["gae", "lstm", "masked_categorical", "olmoe"];
 
 fn run_files(folder: &str, ext: &str, check: fn(&std::path::Path, &str) -> bool) {
     let failed: Vec<String> = case_paths(folder, Some(ext))
@@ -53,4 +55,14 @@ fn lstm() {
 #[test]
 fn gae() {
     run_files("gae", "json", gae::check);
+}
+
+#[test]
+fn olmoe() {
+    let failed: Vec<String> = case_paths("olmoe", None)
+        .into_iter()
+        .filter(|path| !olmoe::check(path, &case_name(path)))
+        .map(|path| case_name(&path))
+        .collect();
+    assert!(failed.is_empty(), "olmoe: cases failed: {failed:?}");
 }
