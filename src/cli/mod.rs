@@ -1,5 +1,7 @@
 //! Subcommands. Each lives in its own file with its `Args` and `run`.
 
+pub mod encode;
+
 use clap::{Parser, Subcommand};
 
 /// Factored recurrent actor-critic with PPO, and memory-operation policies with GRPO.
@@ -11,9 +13,14 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {}
+enum Command {
+    /// Embed texts with an OLMoE checkpoint folder.
+    Encode(encode::Args),
+}
 
 /// Runs the chosen subcommand.
 pub fn run(cli: Cli) -> factored_rl::Result<()> {
-    match cli.command {}
+    match cli.command {
+        Command::Encode(args) => encode::run(args),
+    }
 }
