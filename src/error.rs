@@ -138,6 +138,16 @@ pub enum Error {
         /// What does not match.
         reason: String,
     },
+    /// A model configuration field that is missing, malformed or not supported.
+    #[error("{file}: config field `{field}`: {reason}")]
+    InvalidConfig {
+        /// The configuration file.
+        file: PathBuf,
+        /// The field, dotted for nested ones (e.g. `rope_parameters.rope_type`).
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A memory operation name that is not one of the six.
     #[error("unknown memory operation `{name}` (valid: {valid})")]
     UnknownMemoryOp {

@@ -13,13 +13,15 @@ mod grpo;
 mod lstm;
 #[path = "conformance/masked_categorical.rs"]
 mod masked_categorical;
+#[path = "conformance/olmoe.rs"]
+mod olmoe;
 #[path = "conformance/support.rs"]
 mod support;
 
 use support::{case_name, case_paths};
 
 /// The folders this suite knows how to check.
-const CHECKED_FOLDERS: &[&str] = &["gae", "grpo", "lstm", "masked_categorical"];
+const CHECKED_FOLDERS: &[&str] = &["gae", "grpo", "lstm", "masked_categorical", "olmoe"];
 
 fn run_files(folder: &str, ext: &str, check: fn(&std::path::Path, &str) -> bool) {
     let failed: Vec<String> = case_paths(folder, Some(ext))
@@ -66,4 +68,14 @@ fn grpo() {
 #[test]
 fn grpo_masked_entries_do_not_matter() {
     run_files("grpo", "json", grpo::check_masked_entries);
+}
+
+#[test]
+fn olmoe() {
+    let failed: Vec<String> = case_paths("olmoe", None)
+        .into_iter()
+        .filter(|path| !olmoe::check(path, &case_name(path)))
+        .map(|path| case_name(&path))
+        .collect();
+    assert!(failed.is_empty(), "olmoe: cases failed: {failed:?}");
 }

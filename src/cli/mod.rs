@@ -1,5 +1,6 @@
 //! Subcommands. Each lives in its own file with its `Args` and `run`.
 
+mod encode;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -16,11 +17,14 @@ pub struct Cli {
 enum Command {
     /// Train an agent with recurrent PPO on a built-in environment.
     Train(train::Args),
+    /// Embed texts with an OLMoE checkpoint folder.
+    Encode(encode::Args),
 }
 
 /// Runs the chosen subcommand.
 pub fn run(cli: Cli) -> factored_rl::Result<()> {
     match cli.command {
         Command::Train(args) => train::run(args),
+        Command::Encode(args) => encode::run(args),
     }
 }
