@@ -47,7 +47,12 @@ fn overlay(base: &mut serde_json::Value, patch: serde_json::Value) {
 }
 
 /// The preset for the env, with the config file laid over it.
-pub fn settings(env: &str, seed: u64, config: Option<&PathBuf>, env_configs: &EnvConfigs) -> Result<TrainSettings> {
+pub fn settings(
+    env: &str,
+    seed: u64,
+    config: Option<&PathBuf>,
+    env_configs: &EnvConfigs,
+) -> Result<TrainSettings> {
     let spec = make_env(env, env_configs)?.spec().clone();
     let preset = preset(&spec, seed)?;
     let Some(path) = config else {
@@ -71,23 +76,33 @@ fn metrics_row(log: &UpdateLog, elapsed: f64) -> Vec<(String, String)> {
         ("iteration".to_string(), log.iteration.to_string()),
         ("global_step".into(), log.global_step.to_string()),
         ("elapsed_s".into(), format!("{elapsed:.2}")),
-        ("steps_per_s".into(), format!("{:.1}", log.global_step as f64 / elapsed.max(1e-9))),
+        (
+            "steps_per_s".into(),
+            format!("{:.1}", log.global_step as f64 / elapsed.max(1e-9)),
+        ),
         ("episodes".into(), log.episodes.to_string()),
         ("mean_return".into(), format!("{:.4}", log.mean_return)),
         ("mean_length".into(), format!("{:.2}", log.mean_length)),
         (
             "success_rate".into(),
-            log.success_rate.map_or(String::new(), |s| format!("{s:.4}")),
+            log.success_rate
+                .map_or(String::new(), |s| format!("{s:.4}")),
         ),
         ("learning_rate".into(), format!("{:.3e}", log.learning_rate)),
         ("policy_loss".into(), format!("{:.5}", log.policy_loss)),
         ("value_loss".into(), format!("{:.5}", log.value_loss)),
         ("approx_kl".into(), format!("{:.5}", log.approx_kl)),
         ("clip_fraction".into(), format!("{:.4}", log.clip_fraction)),
-        ("explained_variance".into(), format!("{:.4}", log.explained_variance)),
+        (
+            "explained_variance".into(),
+            format!("{:.4}", log.explained_variance),
+        ),
         ("grad_norm".into(), format!("{:.4}", log.grad_norm)),
         ("minibatch_steps".into(), log.minibatch_steps.to_string()),
-        ("early_stopped".into(), u8::from(log.early_stopped).to_string()),
+        (
+            "early_stopped".into(),
+            u8::from(log.early_stopped).to_string(),
+        ),
     ];
     for (head, e) in &log.entropy {
         row.push((format!("entropy_{head}"), format!("{e:.4}")));
@@ -109,10 +124,23 @@ pub fn run(args: Args) -> Result<()> {
         .unwrap_or_else(|| PathBuf::from(format!("runs/{}-seed{}", args.env, args.seed)));
     std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
     if args.resume {
-        return Err(Error::invalid("--resume", "checkpoints are not supported yet"));
+        return Err(Error::invalid(
+            "--resume",
+            "checkpoints are not supported yet",
+        ));
     }
-    let envs = make_vec_env(&args.env, &env_configs, settings.ppo.num_envs, settings.ppo.seed)?;
-    let mut trainer = PpoTrainer::new(&settings.network, settings.ppo.clone(), envs, &default_device())?;
+    let envs = make_vec_env(
+        &args.env,
+        &env_configs,
+        settings.ppo.num_envs,
+        settings.ppo.seed,
+    )?;
+    let mut trainer = PpoTrainer::new(
+        &settings.network,
+        settings.ppo.clone(),
+        envs,
+        &default_device(),
+    )?;
     let mut csv = MetricsCsv::create(out.join("metrics.csv"), false)?;
 
     let bar = ProgressBar::new(total_steps as u64);
@@ -123,7 +151,9 @@ pub fn run(args: Args) -> Result<()> {
     let start = Instant::now();
     trainer.train(total_steps, |_, log| {
         bar.set_position(log.global_step as u64);
-        let success = log.success_rate.map_or(String::new(), |s| format!(" success {:.0}%", 100.0 * s));
+        let success = log
+            .success_rate
+            .map_or(String::new(), |s| format!(" success {:.0}%", 100.0 * s));
         bar.set_message(format!("mean return {:.2}{success}", log.mean_return));
         csv.append(&metrics_row(log, start.elapsed().as_secs_f64()))
     })?;
@@ -147,6 +177,9 @@ pub fn run(args: Args) -> Result<()> {
         1_000_000 + args.seed,
         trainer.observation_normalizer(),
     )?;
-    println!("eval mean_return={:.3} episodes={}", report.mean_return, report.episodes);
+    println!(
+        "eval mean_return={:.3} episodes={}",
+        report.mean_return, report.episodes
+    );
     Ok(())
 }

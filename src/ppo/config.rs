@@ -65,6 +65,10 @@ pub struct PpoConfig {
     /// Scale rewards by a running standard deviation of discounted returns (no mean subtraction).
     #[config(default = false)]
     pub scale_rewards: bool,
+    /// Ablation: zero the LSTM state before every step (acting and replay alike), which turns the
+    /// recurrent policy into a feedforward one. A task that needs memory must then fail.
+    #[config(default = false)]
+    pub reset_state_every_step: bool,
     /// Seed of the environments, the acting RNG and the minibatch shuffling.
     #[config(default = 1)]
     pub seed: u64,

@@ -14,4 +14,3 @@ pub use loss::{PpoLoss, PpoLossCoefficients, PpoStats, PpoTargets, explained_var
 pub use normalize::{RewardScaler, RunningMeanStd};
 pub use presets::{TrainSettings, network_for, preset};
 pub use trainer::{PpoTrainer, TrainerProgress, UpdateLog};
-

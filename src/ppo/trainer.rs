@@ -142,7 +142,11 @@ impl PpoTrainer {
     ///
     /// # Errors
     /// As [`new`](Self::new).
-    pub fn with_policy(policy: FactoredRecurrentActorCritic, config: PpoConfig, mut envs: VecEnv) -> Result<Self> {
+    pub fn with_policy(
+        policy: FactoredRecurrentActorCritic,
+        config: PpoConfig,
+        mut envs: VecEnv,
+    ) -> Result<Self> {
         let optimizer = AdamConfig::new().with_epsilon(config.adam_epsilon).init();
         let batch = envs.reset()?;
         let state = policy.valid().initial_state(config.num_envs);
@@ -174,7 +178,11 @@ impl PpoTrainer {
         if envs.num_envs() != config.num_envs {
             return Err(Error::invalid(
                 "num_envs",
-                format!("the config asks for {} envs, the VecEnv has {}", config.num_envs, envs.num_envs()),
+                format!(
+                    "the config asks for {} envs, the VecEnv has {}",
+                    config.num_envs,
+                    envs.num_envs()
+                ),
             ));
         }
         check_fits(&policy, &envs)?;
@@ -328,6 +336,9 @@ impl PpoTrainer {
                 norm.update(&self.batch.features);
             }
             let observations = self.normalized(&self.batch.features);
+            if self.config.reset_state_every_step {
+                self.batch.episode_starts.fill(true);
+            }
             let hidden = host(&self.state.hidden);
             let cell = host(&self.state.cell);
             let input = ActInput {
@@ -388,6 +399,9 @@ impl PpoTrainer {
             self.state = out.state;
         }
         let observations = self.normalized(&self.batch.features);
+        if self.config.reset_state_every_step {
+            self.batch.episode_starts.fill(true);
+        }
         let last_values = actor.bootstrap_value(
             &ActInput {
                 observations: &observations,
@@ -465,7 +479,7 @@ impl PpoTrainer {
                 categorical: &categorical,
                 masks: &masks,
                 conditional_masks: &[],
-                episode_starts: &vec![false; rows.len()],
+                episode_starts: &vec![self.config.reset_state_every_step; rows.len()],
             },
             &state,
         )?;

@@ -89,6 +89,11 @@ pub struct LifecycleConfig {
     pub germination_steps: usize,
     /// Steps a seed must be HOLDING before it may be fossilized.
     pub min_holding_steps: usize,
+    /// A TRAINING seed whose training is complete starts BLENDING by itself (ADVANCE can still
+    /// move BLENDING → HOLDING). With it, a germination pays off (or hurts) without a further
+    /// decision, which gives a policy learning from scratch a short credit-assignment path to the
+    /// blueprint choice; pruning by telemetry and fossilizing remain the agent's job.
+    pub auto_blend: bool,
 }
 
 impl Default for LifecycleConfig {
@@ -106,6 +111,7 @@ impl Default for LifecycleConfig {
             quality_noise: 0.35,
             blueprint_priors: DEFAULT_BLUEPRINT_PRIORS.to_vec(),
             germination_steps: 1,
+            auto_blend: true,
             min_holding_steps: 2,
         }
     }

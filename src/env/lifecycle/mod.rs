@@ -306,7 +306,7 @@ impl Env for Lifecycle {
             let Some(seed) = self.slots[s].as_mut() else {
                 continue;
             };
-            shock += seed.tick(self.config.germination_steps);
+            shock += seed.tick(self.config.germination_steps, self.config.auto_blend);
             let now = seed.contribution_now();
             contribution += now;
             let trains = matches!(

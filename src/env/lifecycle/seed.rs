@@ -258,13 +258,17 @@ impl Seed {
         self.enter(Stage::Fossilized);
     }
 
-    /// Moves the seed one step forward in time: stage timers, automatic transitions and the alpha
-    /// ramp. Returns the shock of the alpha change (`style factor × Δalpha²`).
-    pub fn tick(&mut self, germination_steps: usize) -> f32 {
+    /// Moves the seed one step forward in time: stage timers, automatic transitions (with
+    /// `auto_blend`, a trained seed starts blending) and the alpha ramp. Returns the shock of the
+    /// alpha change (`style factor × Δalpha²`).
+    pub fn tick(&mut self, germination_steps: usize, auto_blend: bool) -> f32 {
         self.age += 1;
         self.steps_in_stage += 1;
         if self.stage == Stage::Germinated && self.steps_in_stage >= germination_steps {
             self.enter(Stage::Training);
+        }
+        if auto_blend && self.stage == Stage::Training && self.training_steps_left() == 0 {
+            self.advance();
         }
         if matches!(self.stage, Stage::Blending | Stage::Pruning) && !self.ramp_complete() {
             self.ramp_done += 1;
