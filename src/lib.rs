@@ -12,6 +12,8 @@
 //! - [`distribution`]: the masked categorical distribution and its product over heads.
 //! - [`nn`]: a PyTorch-exact multi-layer LSTM with per-row episode-start resets.
 //! - [`gae`]: generalized advantage estimation with terminations and truncations kept apart.
+//! - [`rng`] and [`float_bits`]: a checkpointable generator and exact float serialization, so that
+//!   a resumed run continues bit for bit.
 #![warn(missing_docs)]
 
 pub mod action_space;
@@ -21,6 +23,7 @@ pub mod checkpoint;
 pub mod distribution;
 pub mod env;
 pub mod error;
+pub mod float_bits;
 pub mod gae;
 pub mod grpo;
 pub mod nn;
@@ -29,6 +32,7 @@ pub mod optim;
 pub mod policy;
 pub mod ppo;
 pub mod report;
+pub mod rng;
 pub mod weights;
 
 pub use burn;
