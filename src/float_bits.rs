@@ -110,7 +110,9 @@ pub fn serialize<T: FloatBits, S: Serializer>(value: &T, serializer: S) -> Resul
 ///
 /// # Errors
 /// The deserializer's, or a custom error for an array of the wrong length.
-pub fn deserialize<'de, T: FloatBits, D: Deserializer<'de>>(deserializer: D) -> Result<T, D::Error> {
+pub fn deserialize<'de, T: FloatBits, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<T, D::Error> {
     let bits = T::Bits::deserialize(deserializer)?;
     T::from_bits_repr(bits).map_err(D::Error::custom)
 }
@@ -154,6 +156,9 @@ mod tests {
     fn an_array_of_the_wrong_length_is_an_error() {
         let text = r#"{"single":0,"double":0,"many":[],"fixed":[1,2]}"#;
         let err = serde_json::from_str::<Floats>(text).unwrap_err();
-        assert!(err.to_string().contains("expected 3 values, found 2"), "{err}");
+        assert!(
+            err.to_string().contains("expected 3 values, found 2"),
+            "{err}"
+        );
     }
 }

@@ -135,7 +135,11 @@ mod tests {
     #[test]
     fn zero_seed_maps_to_seed_from_u64_zero() {
         // rand's expected stream for seed_from_u64(0).
-        let expected: [u64; 3] = [5987356902031041503, 7051070477665621255, 6633766593972829180];
+        let expected: [u64; 3] = [
+            5987356902031041503,
+            7051070477665621255,
+            6633766593972829180,
+        ];
         let mut a = SnapshotRng::from_seed([0; 32]);
         let mut b = SnapshotRng::seed_from_u64(0);
         for e in expected {
@@ -180,7 +184,11 @@ mod tests {
                 assert_eq!(a.to_bits(), b.to_bits(), "seed {seed} float range {k}");
                 let z_ours: f32 = rand_distr::StandardNormal.sample(&mut ours);
                 let z_theirs: f32 = rand_distr::StandardNormal.sample(&mut theirs);
-                assert_eq!(z_ours.to_bits(), z_theirs.to_bits(), "seed {seed} normal {k}");
+                assert_eq!(
+                    z_ours.to_bits(),
+                    z_theirs.to_bits(),
+                    "seed {seed} normal {k}"
+                );
             }
         }
     }

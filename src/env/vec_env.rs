@@ -446,21 +446,14 @@ impl VecEnv {
                 return Err(r.error(key, format!("expected {num_envs} entries, found {len}")));
             }
         }
-        for (i, env_masks) in masks.iter().enumerate() {
-            if !running && !env_masks.is_empty() {
-                return Err(r.error(
-                    &format!("masks[{i}]"),
-                    "must be empty before the first reset",
-                ));
-            }
-            if running {
-                super::validate_masks(&self.spec.action_space, env_masks, &[], i)
-                    .map_err(|e| r.error(&format!("masks[{i}]"), e.to_string()))?;
-            }
-        }
         let env_snapshots = r.array("envs", num_envs)?;
         r.finish()?;
-        self.restore_envs(env_snapshots)?;
+        let backups = self.restore_envs(env_snapshots)?;
+        // Checked once the envs are restored: a snapshot taken with other settings is reported as
+        // such by the env, not as masks of the wrong size.
+        if let Err(error) = self.check_restored_masks(&r, running, &masks) {
+            return Err(self.roll_back(&backups, error));
+        }
         self.seed = seed;
         self.seeded = seeded;
         self.running = running;
@@ -470,9 +463,9 @@ impl VecEnv {
         Ok(())
     }
 
-    /// Restores every env from its snapshot, or none: on an error, the envs already restored are
-    /// rolled back to the snapshots taken just before.
-    fn restore_envs(&mut self, snapshots: &[Value]) -> Result<()> {
+    /// Restores every env from its snapshot, returning each env's state from before; on an error
+    /// no env is changed (those already restored are rolled back).
+    fn restore_envs(&mut self, snapshots: &[Value]) -> Result<Vec<Value>> {
         let mut backups = Vec::with_capacity(snapshots.len());
         for (i, snapshot) in snapshots.iter().enumerate() {
             let env = &mut self.envs[i];
@@ -482,21 +475,46 @@ impl VecEnv {
             });
             match outcome {
                 Ok(backup) => backups.push(backup),
-                Err(error) => {
-                    let error = in_env(i, error);
-                    for (k, backup) in backups.iter().enumerate() {
-                        if let Err(rollback) = self.envs[k].restore(backup) {
-                            return Err(Error::invalid(
-                                self.subject(),
-                                format!(
-                                    "{error}; rolling env {k} back failed too ({rollback}): the \
-                                     VecEnv is inconsistent"
-                                ),
-                            ));
-                        }
-                    }
-                    return Err(error);
-                }
+                Err(error) => return Err(self.roll_back(&backups, in_env(i, error))),
+            }
+        }
+        Ok(backups)
+    }
+
+    /// Puts envs `0..backups.len()` back to `backups` after `error`, which it returns (or an error
+    /// saying that the VecEnv is inconsistent, should an env refuse its own snapshot).
+    fn roll_back(&mut self, backups: &[Value], error: Error) -> Error {
+        for (k, backup) in backups.iter().enumerate() {
+            if let Err(rollback) = self.envs[k].restore(backup) {
+                return Error::invalid(
+                    self.subject(),
+                    format!(
+                        "{error}; rolling env {k} back failed too ({rollback}): the VecEnv is \
+                         inconsistent"
+                    ),
+                );
+            }
+        }
+        error
+    }
+
+    /// Checks the restored per-env masks against the space and the (restored) envs' conditional
+    /// masks: none before the first reset, valid masks afterwards.
+    fn check_restored_masks(
+        &self,
+        r: &SnapshotReader<'_>,
+        running: bool,
+        masks: &[Vec<Vec<bool>>],
+    ) -> Result<()> {
+        for (i, (env, env_masks)) in self.envs.iter().zip(masks).enumerate() {
+            let field = format!("masks[{i}]");
+            if !running && !env_masks.is_empty() {
+                return Err(r.error(&field, "must be empty before the first reset"));
+            }
+            if running {
+                let space = &self.spec.action_space;
+                super::validate_masks(space, env_masks, env.conditional_masks(), i)
+                    .map_err(|e| r.error(&field, e.to_string()))?;
             }
         }
         Ok(())

@@ -54,7 +54,10 @@ pub(super) fn restore(env: &mut Lifecycle, snapshot: &Value) -> Result<()> {
         ));
     }
     let mut slots: [Option<Seed>; NUM_SLOTS] = Default::default();
-    for (slot, reader) in slots.iter_mut().zip(r.optional_objects("slots", NUM_SLOTS)?) {
+    for (slot, reader) in slots
+        .iter_mut()
+        .zip(r.optional_objects("slots", NUM_SLOTS)?)
+    {
         *slot = reader.map(Seed::restore).transpose()?;
     }
     let accuracy: f32 = r.floats("accuracy")?;
@@ -71,7 +74,9 @@ pub(super) fn restore(env: &mut Lifecycle, snapshot: &Value) -> Result<()> {
     let (masks, conditional) =
         r.masks("masks", Some("conditional_masks"), &env.spec.action_space)?;
     // The env and its policies read the slot restriction as the one conditional mask.
-    if conditional.len() != 1 || conditional[0].head != SLOT || conditional[0].by_op.len() != NUM_OPS
+    if conditional.len() != 1
+        || conditional[0].head != SLOT
+        || conditional[0].by_op.len() != NUM_OPS
     {
         return Err(r.error(
             "conditional_masks",
