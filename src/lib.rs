@@ -10,10 +10,10 @@
 //!
 //! - [`action_space`]: heads, the op head, causal relevance and op-conditioned mask rules, as data.
 //! - [`distribution`]: the masked categorical distribution and its product over heads.
-//! - [`nn`]: a PyTorch-exact multi-layer LSTM with per-row episode-start resets.
-//! - [`gae`]: generalized advantage estimation with terminations and truncations kept apart.
 //! - [`rng`] and [`float_bits`]: a checkpointable generator and exact float serialization, so that
 //!   a resumed run continues bit for bit.
+//! - [`nn`]: a PyTorch-exact multi-layer LSTM with per-row episode-start resets.
+//! - [`gae`]: generalized advantage estimation with terminations and truncations kept apart.
 #![warn(missing_docs)]
 
 pub mod action_space;
