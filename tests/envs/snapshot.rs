@@ -452,47 +452,37 @@ fn edited(
     snapshot
 }
 
+/// `snapshot` with `key` of the object at `path` set to `value`.
+fn set(snapshot: &Value, path: &str, key: &str, value: impl Into<Value>) -> Value {
+    edited(snapshot.clone(), path, |o| {
+        o.insert(key.into(), value.into());
+    })
+}
+
+/// `snapshot` without `key` in the object at `path`.
+fn without(snapshot: &Value, path: &str, key: &str) -> Value {
+    edited(snapshot.clone(), path, |o| {
+        o.remove(key);
+    })
+}
+
 #[test]
 fn malformed_fields_are_named() {
     for name in ENV_NAMES {
         let snapshot = snapshot_of(name, 4);
         let cases: Vec<(Value, &str)> = vec![
+            (without(&snapshot, "", "running"), "running"),
+            (set(&snapshot, "", "running", Value::from("yes")), "running"),
+            (set(&snapshot, "", "surplus", Value::from(1)), "surplus"),
             (
-                edited(snapshot.clone(), "", |o| {
-                    o.remove("running");
-                }),
-                "running",
-            ),
-            (
-                edited(snapshot.clone(), "", |o| {
-                    o.insert("running".into(), "yes".into());
-                }),
-                "running",
-            ),
-            (
-                edited(snapshot.clone(), "", |o| {
-                    o.insert("surplus".into(), 1.into());
-                }),
-                "surplus",
-            ),
-            (
-                edited(snapshot.clone(), "rng", |o| {
-                    o.insert("s".into(), serde_json::json!([0, 0, 0, 0]));
-                }),
+                set(&snapshot, "rng", "s", serde_json::json!([0, 0, 0, 0])),
                 "rng",
             ),
             (
-                edited(snapshot.clone(), "", |o| {
-                    o.insert("masks".into(), serde_json::json!([[true]]));
-                }),
+                set(&snapshot, "", "masks", serde_json::json!([[true]])),
                 "masks",
             ),
-            (
-                edited(snapshot.clone(), "", |o| {
-                    o.insert("config".into(), 3.into());
-                }),
-                "config",
-            ),
+            (set(&snapshot, "", "config", Value::from(3)), "config"),
         ];
         for (bad, field) in cases {
             check_rejected(name, &bad, &format!("`{field}`"));
@@ -505,25 +495,16 @@ fn malformed_fields_are_named() {
 
 #[test]
 fn out_of_range_and_non_finite_values_are_named() {
-    let cartpole = edited(snapshot_of("cartpole", 4), "", |o| {
-        o.insert(
-            "state".into(),
-            serde_json::json!([0, f64::NAN.to_bits(), 0, 0]),
-        );
-    });
-    check_rejected("cartpole", &cartpole, "`state`");
-    let cartpole = edited(snapshot_of("cartpole", 4), "", |o| {
-        o.insert("state".into(), serde_json::json!([0, 0, 0]));
-    });
-    check_rejected("cartpole", &cartpole, "`state`");
-    let recall = edited(snapshot_of("recall", 2), "", |o| {
-        o.insert("cue".into(), 3.into());
-    });
-    let reason = check_rejected("recall", &recall, "`cue`");
+    let cartpole = snapshot_of("cartpole", 4);
+    let nan = f64::NAN.to_bits();
+    let bad = set(&cartpole, "", "state", serde_json::json!([0, nan, 0, 0]));
+    check_rejected("cartpole", &bad, "`state`");
+    let bad = set(&cartpole, "", "state", serde_json::json!([0, 0, 0]));
+    check_rejected("cartpole", &bad, "`state`");
+    let recall = snapshot_of("recall", 2);
+    let reason = check_rejected("recall", &set(&recall, "", "cue", 3), "`cue`");
     assert!(reason.contains("out of range"), "{reason}");
-    let recall = edited(snapshot_of("recall", 2), "", |o| {
-        o.insert("position".into(), 6.into());
-    });
+    let recall = set(&recall, "", "position", 6);
     check_rejected("recall", &recall, "`position`");
 
     // A lifecycle state with a seed in some slot.
@@ -551,26 +532,16 @@ fn out_of_range_and_non_finite_values_are_named() {
         ("alpha", Value::from(f32::INFINITY.to_bits())),
         ("ramp_steps", Value::from(5)),
     ] {
-        let bad = edited(snapshot.clone(), &format!("slots/{k}"), |o| {
-            o.insert(key.into(), value);
-        });
+        let bad = set(&snapshot, &format!("slots/{k}"), key, value);
         check_rejected("lifecycle", &bad, &format!("`slots[{k}].{key}`"));
     }
-    let bad = edited(snapshot.clone(), &format!("slots/{k}/isolated"), |o| {
-        o.remove("count");
-    });
+    let bad = without(&snapshot, &format!("slots/{k}/isolated"), "count");
     check_rejected("lifecycle", &bad, &format!("`slots[{k}].isolated.count`"));
-    let bad = edited(snapshot.clone(), "", |o| {
-        o.insert("slots".into(), serde_json::json!([null, null]));
-    });
+    let bad = set(&snapshot, "", "slots", serde_json::json!([null, null]));
     check_rejected("lifecycle", &bad, "`slots`");
-    let bad = edited(snapshot.clone(), "", |o| {
-        o.insert("conditional_masks".into(), serde_json::json!([]));
-    });
+    let bad = set(&snapshot, "", "conditional_masks", serde_json::json!([]));
     check_rejected("lifecycle", &bad, "`conditional_masks`");
-    let bad = edited(snapshot, "", |o| {
-        o.insert("accuracy".into(), Value::from(150.0f32.to_bits()));
-    });
+    let bad = set(&snapshot, "", "accuracy", Value::from(150.0f32.to_bits()));
     check_rejected("lifecycle", &bad, "`accuracy`");
 }
 
@@ -678,43 +649,27 @@ fn vec_env_names_malformed_fields_and_rolls_back_envs_already_restored() {
     let mut target = used_vec_env("lifecycle", 2, 14);
     for (bad, field) in [
         (
-            edited(snapshot.clone(), "", |o| {
-                o.insert("lengths".into(), serde_json::json!([1, 2]));
-            }),
+            set(&snapshot, "", "lengths", serde_json::json!([1, 2])),
             "`lengths`",
         ),
         (
-            edited(snapshot.clone(), "", |o| {
-                o.insert(
-                    "returns".into(),
-                    serde_json::json!([0, 0, f64::NAN.to_bits()]),
-                );
-            }),
+            set(
+                &snapshot,
+                "",
+                "returns",
+                serde_json::json!([0, 0, f64::NAN.to_bits()]),
+            ),
             "`returns`",
         ),
+        (without(&snapshot, "", "seeded"), "`seeded`"),
         (
-            edited(snapshot.clone(), "", |o| {
-                o.remove("seeded");
-            }),
-            "`seeded`",
-        ),
-        (
-            edited(snapshot.clone(), "", |o| {
-                o.insert("masks".into(), serde_json::json!([[], [], []]));
-            }),
+            set(&snapshot, "", "masks", serde_json::json!([[], [], []])),
             "`masks[0]`",
         ),
-        (
-            edited(snapshot.clone(), "", |o| {
-                o.insert("envs".into(), serde_json::json!([]));
-            }),
-            "`envs`",
-        ),
+        (set(&snapshot, "", "envs", serde_json::json!([])), "`envs`"),
         // Envs 0 and 1 are restored before env 2 fails: they must be rolled back.
         (
-            edited(snapshot.clone(), "envs/2", |o| {
-                o.insert("steps".into(), "many".into());
-            }),
+            set(&snapshot, "envs/2", "steps", Value::from("many")),
             "env 2",
         ),
     ] {
