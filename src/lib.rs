@@ -10,6 +10,8 @@
 //!
 //! - [`action_space`]: heads, the op head, causal relevance and op-conditioned mask rules, as data.
 //! - [`distribution`]: the masked categorical distribution and its product over heads.
+//! - [`rng`] and [`float_bits`]: a checkpointable generator and exact float serialization, so that
+//!   a resumed run continues bit for bit.
 //! - [`nn`]: a PyTorch-exact multi-layer LSTM with per-row episode-start resets.
 //! - [`gae`]: generalized advantage estimation with terminations and truncations kept apart.
 //! - [`grpo`]: GRPO's group-relative advantages and loss (TRL semantics) and the text memory
@@ -23,6 +25,7 @@ pub mod checkpoint;
 pub mod distribution;
 pub mod env;
 pub mod error;
+pub mod float_bits;
 pub mod gae;
 pub mod grpo;
 pub mod nn;
@@ -31,6 +34,7 @@ pub mod optim;
 pub mod policy;
 pub mod ppo;
 pub mod report;
+pub mod rng;
 pub mod weights;
 
 pub use burn;

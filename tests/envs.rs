@@ -11,5 +11,7 @@ mod factory;
 mod lifecycle;
 #[path = "envs/recall.rs"]
 mod recall;
+#[path = "envs/snapshot.rs"]
+mod snapshot;
 #[path = "envs/vec_env.rs"]
 mod vec_env;

@@ -5,13 +5,14 @@
 //! float64, and shown to the agent as `f32`.
 
 use rand::SeedableRng;
-use rand::rngs::Xoshiro256PlusPlus;
 use rand::{Rng, RngExt};
 use serde::{Deserialize, Serialize};
 
+use super::snapshot::{SnapshotReader, SnapshotWriter};
 use super::{Env, EnvSpec, Observation, Reset, Step, validate_action};
 use crate::action_space::ActionSpace;
 use crate::error::{Error, Result};
+use crate::rng::SnapshotRng;
 
 const GRAVITY: f64 = 9.8;
 const MASS_CART: f64 = 1.0;
@@ -62,7 +63,7 @@ impl CartPoleConfig {
 pub struct CartPole {
     spec: EnvSpec,
     config: CartPoleConfig,
-    rng: Xoshiro256PlusPlus,
+    rng: SnapshotRng,
     state: [f64; 4],
     steps: usize,
     running: bool,
@@ -84,7 +85,7 @@ impl CartPole {
                 action_space: ActionSpace::single("push", 2)?,
             },
             config,
-            rng: Xoshiro256PlusPlus::seed_from_u64(0),
+            rng: SnapshotRng::seed_from_u64(0),
             state: [0.0; 4],
             steps: 0,
             running: false,
@@ -138,7 +139,7 @@ impl Env for CartPole {
 
     fn reset(&mut self, seed: Option<u64>) -> Reset {
         if let Some(seed) = seed {
-            self.rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+            self.rng = SnapshotRng::seed_from_u64(seed);
         }
         self.state = uniform_state(&mut self.rng);
         self.steps = 0;
@@ -171,5 +172,34 @@ impl Env for CartPole {
             truncated,
             masks: self.masks.clone(),
         })
+    }
+
+    fn snapshot(&self) -> Result<serde_json::Value> {
+        let mut w = SnapshotWriter::new(format!("env `{}`", self.spec.name), &self.spec.name);
+        w.field("config", &self.config)?;
+        w.field("rng", &self.rng)?;
+        w.floats("state", &self.state)?;
+        w.field("steps", &self.steps)?;
+        w.field("running", &self.running)?;
+        w.field("masks", &self.masks)?;
+        Ok(w.finish())
+    }
+
+    fn restore(&mut self, snapshot: &serde_json::Value) -> Result<()> {
+        let subject = format!("env `{}`", self.spec.name);
+        let mut r = SnapshotReader::open(snapshot, &subject, &self.spec.name)?;
+        r.config("config", &self.config)?;
+        let rng = r.field("rng")?;
+        let state = r.floats("state")?;
+        let steps = r.field("steps")?;
+        let running = r.field("running")?;
+        let (masks, _) = r.masks("masks", None, &self.spec.action_space)?;
+        r.finish()?;
+        self.rng = rng;
+        self.state = state;
+        self.steps = steps;
+        self.running = running;
+        self.masks = masks;
+        Ok(())
     }
 }

@@ -22,6 +22,7 @@ mod factory;
 pub mod lifecycle;
 mod masks;
 mod recall;
+mod snapshot;
 mod vec_env;
 
 pub use cartpole::{CartPole, CartPoleConfig};
@@ -31,13 +32,19 @@ pub use masks::{effective_mask_row, random_action, validate_action, validate_mas
 pub use recall::{Recall, RecallConfig};
 pub use vec_env::{EpisodeRecord, VecBatch, VecEnv, VecStep};
 
+use serde::{Deserialize, Serialize};
+
 use crate::action_space::ActionSpace;
 use crate::error::Result;
 
 /// What an environment shows the agent.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// Serialized with the features as bit patterns ([`crate::float_bits`]), so that a checkpoint
+/// restores them exactly.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Observation {
     /// Continuous features, `observation_size` of them.
+    #[serde(with = "crate::float_bits")]
     pub features: Vec<f32>,
     /// Categorical inputs, one per [`EnvSpec::categorical_vocab`] entry, each in
     /// `-1..vocab` (−1 = absent).
@@ -86,7 +93,8 @@ pub struct Step {
 /// Under op `o`, head `head` may only take the actions allowed by both the head's ordinary mask
 /// and `by_op[o]`. An env guarantees that, for every op its op mask allows, the intersection is
 /// not empty.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ConditionalMask {
     /// The restricted head (never the op head).
     pub head: usize,
@@ -122,5 +130,31 @@ pub trait Env: Send {
     /// the episode is running.
     fn episode_success(&self) -> Option<bool> {
         None
+    }
+
+    /// The complete mutable state of the env (random generator, episode state, step counter,
+    /// running flag, current masks and conditional masks) with the settings it was built with, as
+    /// JSON whose floats are exact bit patterns. [`restore`](Self::restore) into an env built from
+    /// the same settings continues exactly as this env would, also after a round trip through a
+    /// JSON string.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`](crate::Error::Invalid) named `` env `<name>` `` when it does not
+    /// support checkpoints (the default).
+    fn snapshot(&self) -> Result<serde_json::Value> {
+        Err(snapshot::unsupported(&self.spec().name))
+    }
+
+    /// Replaces the env's state by `snapshot`, taken by [`snapshot`](Self::snapshot) on an env of
+    /// the same kind and settings. On error the env is left unchanged.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`](crate::Error::Invalid) naming the env: when it does not support
+    /// checkpoints (the default), when the snapshot was taken from another env kind or with
+    /// other settings (naming the first setting that differs), or, naming the field, when a
+    /// field is missing, unknown, of the wrong type or out of range.
+    fn restore(&mut self, snapshot: &serde_json::Value) -> Result<()> {
+        let _ = snapshot;
+        Err(snapshot::unsupported(&self.spec().name))
     }
 }

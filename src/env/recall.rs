@@ -8,12 +8,13 @@
 
 use rand::RngExt;
 use rand::SeedableRng;
-use rand::rngs::Xoshiro256PlusPlus;
 use serde::{Deserialize, Serialize};
 
+use super::snapshot::{SnapshotReader, SnapshotWriter};
 use super::{Env, EnvSpec, Observation, Reset, Step, validate_action};
 use crate::action_space::ActionSpace;
 use crate::error::{Error, Result};
+use crate::rng::SnapshotRng;
 
 /// Settings of [`Recall`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -69,7 +70,7 @@ impl RecallConfig {
 pub struct Recall {
     spec: EnvSpec,
     config: RecallConfig,
-    rng: Xoshiro256PlusPlus,
+    rng: SnapshotRng,
     cue: usize,
     /// Index of the observation the agent is looking at (0 = the cue).
     position: usize,
@@ -94,7 +95,7 @@ impl Recall {
             },
             masks: vec![vec![true; config.num_symbols]],
             config,
-            rng: Xoshiro256PlusPlus::seed_from_u64(0),
+            rng: SnapshotRng::seed_from_u64(0),
             cue: 0,
             position: 0,
             running: false,
@@ -141,7 +142,7 @@ impl Env for Recall {
 
     fn reset(&mut self, seed: Option<u64>) -> Reset {
         if let Some(seed) = seed {
-            self.rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+            self.rng = SnapshotRng::seed_from_u64(seed);
         }
         self.cue = self.rng.random_range(0..self.config.num_symbols);
         self.position = 0;
@@ -186,5 +187,37 @@ impl Env for Recall {
 
     fn episode_success(&self) -> Option<bool> {
         self.success
+    }
+
+    fn snapshot(&self) -> Result<serde_json::Value> {
+        let mut w = SnapshotWriter::new(format!("env `{}`", self.spec.name), &self.spec.name);
+        w.field("config", &self.config)?;
+        w.field("rng", &self.rng)?;
+        w.field("cue", &self.cue)?;
+        w.field("position", &self.position)?;
+        w.field("running", &self.running)?;
+        w.field("success", &self.success)?;
+        w.field("masks", &self.masks)?;
+        Ok(w.finish())
+    }
+
+    fn restore(&mut self, snapshot: &serde_json::Value) -> Result<()> {
+        let subject = format!("env `{}`", self.spec.name);
+        let mut r = SnapshotReader::open(snapshot, &subject, &self.spec.name)?;
+        r.config("config", &self.config)?;
+        let rng = r.field("rng")?;
+        let cue = r.index("cue", self.config.num_symbols)?;
+        let position = r.index("position", self.query_position() + 1)?;
+        let running = r.field("running")?;
+        let success = r.field("success")?;
+        let (masks, _) = r.masks("masks", None, &self.spec.action_space)?;
+        r.finish()?;
+        self.rng = rng;
+        self.cue = cue;
+        self.position = position;
+        self.running = running;
+        self.success = success;
+        self.masks = masks;
+        Ok(())
     }
 }

@@ -3,18 +3,26 @@
 //! and the true final observation of every ended episode for truncation bootstrapping).
 
 use rand::Rng;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
+use super::snapshot::{SnapshotReader, SnapshotWriter};
 use super::{ConditionalMask, Env, EnvSpec, Observation, random_action, validate_action};
 use crate::action_space::ActionSpace;
 use crate::error::{Error, Result};
 
 /// The observations and masks of every env, flattened env-major.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// Serialized with the features as bit patterns ([`crate::float_bits`]), so that a checkpointed
+/// batch comes back exactly.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct VecBatch {
     /// Continuous features.
     ///
     /// # Shapes
     /// `[num_envs * observation_size]`, row-major.
+    #[serde(with = "crate::float_bits")]
     pub features: Vec<f32>,
     /// Categorical inputs (−1 = absent).
     ///
@@ -375,6 +383,148 @@ impl VecEnv {
         })
     }
 
+    /// The complete state of the batch, as JSON: per-env episode returns, lengths and current
+    /// masks, the seed and the seeded/running flags, and every env's [`Env::snapshot`].
+    /// [`restore`](Self::restore) into a VecEnv built the same way continues exactly as this one
+    /// would, also after a round trip through a JSON string.
+    ///
+    /// # Errors
+    /// An env's [`Env::snapshot`] error (e.g. an env without checkpoint support), naming the env
+    /// index.
+    pub fn snapshot(&self) -> Result<Value> {
+        let subject = self.subject();
+        let mut w = SnapshotWriter::new(&subject, &self.spec.name);
+        w.field("num_envs", &self.envs.len())?;
+        w.field("seed", &self.seed)?;
+        w.field("seeded", &self.seeded)?;
+        w.field("running", &self.running)?;
+        w.floats("returns", &self.returns)?;
+        w.field("lengths", &self.lengths)?;
+        w.field("masks", &self.masks)?;
+        let envs = self
+            .envs
+            .iter()
+            .enumerate()
+            .map(|(i, env)| env.snapshot().map_err(|e| in_env(i, e)))
+            .collect::<Result<Vec<_>>>()?;
+        w.value("envs", Value::Array(envs));
+        Ok(w.finish())
+    }
+
+    /// Replaces the state of the batch and of every env by `snapshot`, taken by
+    /// [`snapshot`](Self::snapshot) on a VecEnv of the same env kind, settings and number of envs.
+    /// On error the VecEnv is left unchanged.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] naming the VecEnv when the snapshot was taken from another env kind or
+    /// with another number of envs, or naming the field when one is missing, unknown, of the wrong
+    /// type or length, or holds masks that do not fit the space; an env's [`Env::restore`] error
+    /// (another setting, a malformed field), naming the env index.
+    pub fn restore(&mut self, snapshot: &Value) -> Result<()> {
+        let subject = self.subject();
+        let mut r = SnapshotReader::open(snapshot, &subject, &self.spec.name)?;
+        let num_envs = self.envs.len();
+        let found: usize = r.field("num_envs")?;
+        if found != num_envs {
+            return Err(Error::invalid(
+                &subject,
+                format!("the snapshot has {found} envs, this VecEnv has {num_envs}"),
+            ));
+        }
+        let seed = r.field("seed")?;
+        let seeded = r.field("seeded")?;
+        let running: bool = r.field("running")?;
+        let returns: Vec<f64> = r.floats("returns")?;
+        let lengths: Vec<usize> = r.field("lengths")?;
+        let masks: Vec<Vec<Vec<bool>>> = r.field("masks")?;
+        for (key, len) in [
+            ("returns", returns.len()),
+            ("lengths", lengths.len()),
+            ("masks", masks.len()),
+        ] {
+            if len != num_envs {
+                return Err(r.error(key, format!("expected {num_envs} entries, found {len}")));
+            }
+        }
+        let env_snapshots = r.array("envs", num_envs)?;
+        r.finish()?;
+        let backups = self.restore_envs(env_snapshots)?;
+        // Checked once the envs are restored: a snapshot taken with other settings is reported as
+        // such by the env, not as masks of the wrong size.
+        if let Err(error) = self.check_restored_masks(&r, running, &masks) {
+            return Err(self.roll_back(&backups, error));
+        }
+        self.seed = seed;
+        self.seeded = seeded;
+        self.running = running;
+        self.returns = returns;
+        self.lengths = lengths;
+        self.masks = masks;
+        Ok(())
+    }
+
+    /// Restores every env from its snapshot, returning each env's state from before; on an error
+    /// no env is changed (those already restored are rolled back).
+    fn restore_envs(&mut self, snapshots: &[Value]) -> Result<Vec<Value>> {
+        let mut backups = Vec::with_capacity(snapshots.len());
+        for (i, snapshot) in snapshots.iter().enumerate() {
+            let env = &mut self.envs[i];
+            let outcome = env.snapshot().and_then(|backup| {
+                env.restore(snapshot)?;
+                Ok(backup)
+            });
+            match outcome {
+                Ok(backup) => backups.push(backup),
+                Err(error) => return Err(self.roll_back(&backups, in_env(i, error))),
+            }
+        }
+        Ok(backups)
+    }
+
+    /// Puts envs `0..backups.len()` back to `backups` after `error`, which it returns (or an error
+    /// saying that the VecEnv is inconsistent, should an env refuse its own snapshot).
+    fn roll_back(&mut self, backups: &[Value], error: Error) -> Error {
+        for (k, backup) in backups.iter().enumerate() {
+            if let Err(rollback) = self.envs[k].restore(backup) {
+                return Error::invalid(
+                    self.subject(),
+                    format!(
+                        "{error}; rolling env {k} back failed too ({rollback}): the VecEnv is \
+                         inconsistent"
+                    ),
+                );
+            }
+        }
+        error
+    }
+
+    /// Checks the restored per-env masks against the space and the (restored) envs' conditional
+    /// masks: none before the first reset, valid masks afterwards.
+    fn check_restored_masks(
+        &self,
+        r: &SnapshotReader<'_>,
+        running: bool,
+        masks: &[Vec<Vec<bool>>],
+    ) -> Result<()> {
+        for (i, (env, env_masks)) in self.envs.iter().zip(masks).enumerate() {
+            let field = format!("masks[{i}]");
+            if !running && !env_masks.is_empty() {
+                return Err(r.error(&field, "must be empty before the first reset"));
+            }
+            if running {
+                let space = &self.spec.action_space;
+                super::validate_masks(space, env_masks, env.conditional_masks(), i)
+                    .map_err(|e| r.error(&field, e.to_string()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// How snapshot errors name this VecEnv.
+    fn subject(&self) -> String {
+        format!("vec_env of `{}`", self.spec.name)
+    }
+
     /// A uniformly random allowed action for every env (see [`random_action`]).
     ///
     /// # Errors
@@ -464,6 +614,17 @@ impl VecEnv {
         append_conditional(batch, space, conditional, i, self.envs.len());
         batch.episode_starts.push(episode_start);
         Ok(())
+    }
+}
+
+/// Names env `i` in an error of its snapshot or restore.
+fn in_env(i: usize, error: Error) -> Error {
+    match error {
+        Error::Invalid { name, reason } => Error::Invalid {
+            name: format!("{name} (env {i} of the vec_env)"),
+            reason,
+        },
+        other => other,
     }
 }
 

@@ -21,6 +21,7 @@ mod config;
 pub mod observation;
 mod policies;
 mod seed;
+mod snapshot;
 
 pub use config::{
     ALPHA_SPEED_STEPS, ALPHA_TARGETS, CURVE_NAMES, DEFAULT_ALPHA_CURVE, DEFAULT_ALPHA_SPEED,
@@ -34,7 +35,6 @@ pub use policies::{
 pub use seed::Stage;
 
 use rand::SeedableRng;
-use rand::rngs::Xoshiro256PlusPlus;
 use rand_distr::{Distribution, StandardNormal};
 
 use self::observation::{GlobalState, NUM_FEATURES, write_features};
@@ -46,6 +46,7 @@ use crate::action_space::reference::{
     SET_ALPHA_TARGET, SLOT, STYLE, TEMPO, WAIT,
 };
 use crate::error::{Error, Result};
+use crate::rng::SnapshotRng;
 
 /// Number of op values of the reference space.
 const NUM_OPS: usize = 6;
@@ -55,7 +56,7 @@ const NUM_OPS: usize = 6;
 pub struct Lifecycle {
     spec: EnvSpec,
     config: LifecycleConfig,
-    rng: Xoshiro256PlusPlus,
+    rng: SnapshotRng,
     qualities: [f32; NUM_BLUEPRINTS],
     slots: [Option<Seed>; NUM_SLOTS],
     accuracy: f32,
@@ -92,7 +93,7 @@ impl Lifecycle {
             },
             accuracy: config.initial_accuracy,
             config,
-            rng: Xoshiro256PlusPlus::seed_from_u64(0),
+            rng: SnapshotRng::seed_from_u64(0),
             qualities: [0.0; NUM_BLUEPRINTS],
             slots: Default::default(),
             steps: 0,
@@ -262,7 +263,7 @@ impl Env for Lifecycle {
 
     fn reset(&mut self, seed: Option<u64>) -> Reset {
         if let Some(seed) = seed {
-            self.rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+            self.rng = SnapshotRng::seed_from_u64(seed);
         }
         for (q, &prior) in self.qualities.iter_mut().zip(&self.config.blueprint_priors) {
             let z: f32 = StandardNormal.sample(&mut self.rng);
@@ -369,5 +370,13 @@ impl Env for Lifecycle {
 
     fn conditional_masks(&self) -> &[ConditionalMask] {
         &self.conditional
+    }
+
+    fn snapshot(&self) -> Result<serde_json::Value> {
+        snapshot::snapshot(self)
+    }
+
+    fn restore(&mut self, snapshot: &serde_json::Value) -> Result<()> {
+        snapshot::restore(self, snapshot)
     }
 }

@@ -3,7 +3,6 @@
 //! learnable without cheating).
 
 use rand::SeedableRng;
-use rand::rngs::Xoshiro256PlusPlus;
 
 use super::config::{NUM_BLUEPRINTS, NUM_SLOTS};
 use super::observation::{NUM_GLOBAL_FEATURES, NUM_SLOT_FEATURES, global, slot};
@@ -16,6 +15,7 @@ use crate::action_space::reference::{
 use crate::env::masks::check_mask_shapes;
 use crate::env::{Env, Observation, effective_mask_row, random_action};
 use crate::error::{Error, Result};
+use crate::rng::SnapshotRng;
 
 /// Index of the MULTIPLY style.
 const MULTIPLY: usize = 3;
@@ -50,14 +50,14 @@ pub trait LifecyclePolicy {
 /// its actions allowed under that op (op-conditioned rules included).
 #[derive(Debug, Clone)]
 pub struct RandomPolicy {
-    rng: Xoshiro256PlusPlus,
+    rng: SnapshotRng,
 }
 
 impl RandomPolicy {
     /// A random policy drawing from a generator seeded with `seed`.
     pub fn new(seed: u64) -> Self {
         Self {
-            rng: Xoshiro256PlusPlus::seed_from_u64(seed),
+            rng: SnapshotRng::seed_from_u64(seed),
         }
     }
 }

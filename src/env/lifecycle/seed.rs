@@ -1,13 +1,18 @@
 //! One seed in a slot: its stage, blend schedule and telemetry.
 
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
 use super::config::{
-    ALPHA_SPEED_STEPS, ALPHA_TARGETS, DEFAULT_ALPHA_CURVE, DEFAULT_ALPHA_SPEED,
-    STYLE_GAIN_NEGATIVE, STYLE_GAIN_POSITIVE, STYLE_SHOCK, TEMPO_GAIN, TEMPO_MIN_TRAINING_STEPS,
-    curve,
+    ALPHA_SPEED_STEPS, ALPHA_TARGETS, CURVE_NAMES, DEFAULT_ALPHA_CURVE, DEFAULT_ALPHA_SPEED,
+    NUM_BLUEPRINTS, STYLE_GAIN_NEGATIVE, STYLE_GAIN_POSITIVE, STYLE_SHOCK, TEMPO_GAIN,
+    TEMPO_MIN_TRAINING_STEPS, curve,
 };
+use crate::env::snapshot::{SnapshotReader, SnapshotWriter};
+use crate::error::Result;
 
 /// The lifecycle stage of a seed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Stage {
     /// Just planted; becomes TRAINING on its own.
     Germinated,
@@ -62,6 +67,24 @@ impl Telemetry {
         } else {
             self.sum / self.count as f32
         }
+    }
+
+    fn snapshot(&self, subject: &str) -> Result<Value> {
+        let mut w = SnapshotWriter::nested(subject);
+        w.floats("last", &self.last)?;
+        w.floats("sum", &self.sum)?;
+        w.field("count", &self.count)?;
+        Ok(w.finish())
+    }
+
+    fn restore(mut r: SnapshotReader<'_>) -> Result<Self> {
+        let telemetry = Self {
+            last: r.floats("last")?,
+            sum: r.floats("sum")?,
+            count: r.field("count")?,
+        };
+        r.finish()?;
+        Ok(telemetry)
     }
 }
 
@@ -288,6 +311,85 @@ impl Seed {
     /// Whether a fading seed has fully left the host.
     pub fn is_gone(&self) -> bool {
         self.stage == Stage::Pruning && self.ramp_complete()
+    }
+
+    /// Every field of the seed, floats as bit patterns, for the env's snapshot of `subject`.
+    pub(crate) fn snapshot(&self, subject: &str) -> Result<Value> {
+        let mut w = SnapshotWriter::nested(subject);
+        w.field("blueprint", &self.blueprint)?;
+        w.floats("quality", &self.quality)?;
+        w.field("stage", &self.stage)?;
+        w.field("steps_in_stage", &self.steps_in_stage)?;
+        w.field("age", &self.age)?;
+        w.field("tempo", &self.tempo)?;
+        w.field("style", &self.style)?;
+        w.field("target", &self.target)?;
+        w.field("speed", &self.speed)?;
+        w.field("curve", &self.curve)?;
+        w.floats("alpha", &self.alpha)?;
+        w.floats("ramp_start", &self.ramp_start)?;
+        w.floats("ramp_end", &self.ramp_end)?;
+        w.field("ramp_steps", &self.ramp_steps)?;
+        w.field("ramp_done", &self.ramp_done)?;
+        w.value("isolated", self.isolated.snapshot(subject)?);
+        w.value("contribution", self.contribution.snapshot(subject)?);
+        Ok(w.finish())
+    }
+
+    /// A seed read back from [`snapshot`](Self::snapshot)'s object, every table index checked
+    /// against its table.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`](crate::Error::Invalid) naming the field that is missing, unknown, of
+    /// the wrong type or out of range.
+    pub(crate) fn restore(mut r: SnapshotReader<'_>) -> Result<Self> {
+        let blueprint = r.index("blueprint", NUM_BLUEPRINTS)?;
+        let quality: f32 = r.floats("quality")?;
+        if !(-1.0..=1.0).contains(&quality) {
+            return Err(r.error("quality", format!("{quality} is outside -1..=1")));
+        }
+        let stage = r.field("stage")?;
+        let steps_in_stage = r.field("steps_in_stage")?;
+        let age = r.field("age")?;
+        let tempo = r.index("tempo", TEMPO_GAIN.len())?;
+        let style = r.index("style", STYLE_SHOCK.len())?;
+        let target = r.index("target", ALPHA_TARGETS.len())?;
+        let speed = r.index("speed", ALPHA_SPEED_STEPS.len())?;
+        let curve = r.index("curve", CURVE_NAMES.len())?;
+        let alpha = r.floats("alpha")?;
+        let ramp_start = r.floats("ramp_start")?;
+        let ramp_end = r.floats("ramp_end")?;
+        let ramp_steps: usize = r.field("ramp_steps")?;
+        if ramp_steps != 0 && !ALPHA_SPEED_STEPS.contains(&ramp_steps) {
+            return Err(r.error(
+                "ramp_steps",
+                format!("{ramp_steps} is neither 0 nor one of {ALPHA_SPEED_STEPS:?}"),
+            ));
+        }
+        // A ramp never runs past its end: `tick` stops counting there.
+        let ramp_done = r.index("ramp_done", ramp_steps + 1)?;
+        let isolated = Telemetry::restore(r.object("isolated")?)?;
+        let contribution = Telemetry::restore(r.object("contribution")?)?;
+        r.finish()?;
+        Ok(Self {
+            blueprint,
+            quality,
+            stage,
+            steps_in_stage,
+            age,
+            tempo,
+            style,
+            target,
+            speed,
+            curve,
+            alpha,
+            ramp_start,
+            ramp_end,
+            ramp_steps,
+            ramp_done,
+            isolated,
+            contribution,
+        })
     }
 }
 
