@@ -115,8 +115,13 @@ fn metrics_row(log: &UpdateLog, elapsed: f64) -> Vec<(String, String)> {
 
 /// Runs `train`.
 pub fn run(args: Args) -> Result<()> {
-    let env_configs = EnvConfigs::default();
-    let settings = settings(&args.env, args.seed, args.config.as_ref(), &env_configs)?;
+    let settings = settings(
+        &args.env,
+        args.seed,
+        args.config.as_ref(),
+        &EnvConfigs::default(),
+    )?;
+    let env_configs = settings.env.clone();
     let total_steps = args.steps.unwrap_or(settings.total_steps);
     let out = args
         .out

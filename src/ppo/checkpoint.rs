@@ -46,9 +46,12 @@ pub struct TrainerCheckpoint {
     pub progress: TrainerProgress,
     /// The observations the next rollout starts from.
     pub batch: VecBatch,
-    /// The recurrent state the next rollout starts from, `[layers, envs, d_hidden]` each.
+    /// The recurrent state the next rollout starts from, `[layers, envs, d_hidden]` each (as bit
+    /// patterns: decimal JSON floats do not always parse back exactly).
+    #[serde(with = "crate::float_bits")]
     pub hidden: Vec<f32>,
     /// See `hidden`.
+    #[serde(with = "crate::float_bits")]
     pub cell: Vec<f32>,
     /// Every environment's state.
     pub envs: serde_json::Value,
@@ -85,10 +88,14 @@ fn with_suffix(dir: &Path, suffix: &str) -> PathBuf {
 /// # Errors
 /// [`Error::Io`] / [`Error::Corrupt`] naming the file; [`Error::CheckpointMismatch`] when the
 /// network does not fit its stored configuration.
-pub fn load_policy(dir: &Path, device: &Device) -> Result<(TrainerCheckpoint, FactoredRecurrentActorCritic)> {
+pub fn load_policy(
+    dir: &Path,
+    device: &Device,
+) -> Result<(TrainerCheckpoint, FactoredRecurrentActorCritic)> {
     let dir = resolve_checkpoint(dir)?;
     let meta = read_meta(&dir)?;
-    let policy = FactoredRecurrentActorCritic::load_with_config(&dir, &meta.settings.network, device)?;
+    let policy =
+        FactoredRecurrentActorCritic::load_with_config(&dir, &meta.settings.network, device)?;
     Ok((meta, policy))
 }
 
@@ -102,7 +109,10 @@ fn read_meta(dir: &Path) -> Result<TrainerCheckpoint> {
     if meta.format_version != FORMAT_VERSION {
         return Err(Error::CheckpointMismatch {
             path,
-            reason: format!("format version {} (this build reads {FORMAT_VERSION})", meta.format_version),
+            reason: format!(
+                "format version {} (this build reads {FORMAT_VERSION})",
+                meta.format_version
+            ),
         });
     }
     Ok(meta)
@@ -113,7 +123,13 @@ impl PpoTrainer {
     ///
     /// # Errors
     /// [`Error::Io`]; [`Error::Invalid`] when an environment does not support snapshots.
-    pub fn save_checkpoint(&self, dir: &Path, env: &str, env_configs: &EnvConfigs, settings: &TrainSettings) -> Result<()> {
+    pub fn save_checkpoint(
+        &self,
+        dir: &Path,
+        env: &str,
+        env_configs: &EnvConfigs,
+        settings: &TrainSettings,
+    ) -> Result<()> {
         let tmp = with_suffix(dir, "tmp");
         let _ = std::fs::remove_dir_all(&tmp);
         self.policy().save(&tmp)?;
@@ -159,7 +175,12 @@ impl PpoTrainer {
                 reason: format!("it is a checkpoint for env `{}`, not `{env}`", meta.env),
             });
         }
-        let mut envs = make_vec_env(env, &meta.env_configs, meta.settings.ppo.num_envs, meta.settings.ppo.seed)?;
+        let mut envs = make_vec_env(
+            env,
+            &meta.env_configs,
+            meta.settings.ppo.num_envs,
+            meta.settings.ppo.seed,
+        )?;
         envs.restore(&meta.envs)?;
         let optimizer_path = dir.join(OPTIMIZER_FILE);
         let bytes = std::fs::read(&optimizer_path).map_err(|e| Error::io(&optimizer_path, e))?;

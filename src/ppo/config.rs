@@ -112,7 +112,7 @@ impl PpoConfig {
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(Error::invalid(*name, "must be at least 1"));
         }
-        if self.num_envs % self.num_minibatches != 0 {
+        if !self.num_envs.is_multiple_of(self.num_minibatches) {
             return Err(Error::invalid(
                 "num_minibatches",
                 format!(

@@ -9,10 +9,13 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunningMeanStd {
     /// Per-feature mean.
+    #[serde(with = "crate::float_bits")]
     pub mean: Vec<f64>,
     /// Per-feature (population) variance.
+    #[serde(with = "crate::float_bits")]
     pub var: Vec<f64>,
     /// Number of samples seen (starts at a tiny ε, as SB3).
+    #[serde(with = "crate::float_bits")]
     pub count: f64,
 }
 
@@ -83,8 +86,10 @@ pub struct RewardScaler {
     /// Statistics of the discounted returns.
     pub returns: RunningMeanStd,
     /// Each env's running discounted return.
+    #[serde(with = "crate::float_bits")]
     pub running: Vec<f64>,
     /// Discount of the running return.
+    #[serde(with = "crate::float_bits")]
     pub gamma: f64,
 }
 

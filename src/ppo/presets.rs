@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::config::PpoConfig;
-use crate::env::EnvSpec;
+use crate::env::{EnvConfigs, EnvSpec};
 use crate::error::Result;
 use crate::policy::{CategoricalInputConfig, FactoredRecurrentActorCriticConfig, ValueMode};
 
@@ -17,6 +17,9 @@ use crate::policy::{CategoricalInputConfig, FactoredRecurrentActorCriticConfig, 
 /// optional there).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainSettings {
+    /// The environments' settings.
+    #[serde(default)]
+    pub env: EnvConfigs,
     /// The network.
     pub network: FactoredRecurrentActorCriticConfig,
     /// PPO.
@@ -59,6 +62,7 @@ pub fn preset(spec: &EnvSpec, seed: u64) -> Result<TrainSettings> {
     let settings = match spec.name.as_str() {
         // rl-zoo's CartPole-v1 PPO settings, as whole 32-step sequences.
         "cartpole" => TrainSettings {
+            env: EnvConfigs::default(),
             network: network_for(spec, 64, 64, 64),
             ppo: PpoConfig::new()
                 .with_num_envs(8)
@@ -75,6 +79,7 @@ pub fn preset(spec: &EnvSpec, seed: u64) -> Result<TrainSettings> {
             eval_episodes: 20,
         },
         "recall" => TrainSettings {
+            env: EnvConfigs::default(),
             network: network_for(spec, 32, 64, 64),
             ppo: PpoConfig::new()
                 .with_num_envs(16)
@@ -90,6 +95,7 @@ pub fn preset(spec: &EnvSpec, seed: u64) -> Result<TrainSettings> {
             eval_episodes: 200,
         },
         _ => TrainSettings {
+            env: EnvConfigs::default(),
             network: network_for(spec, 128, 128, 64),
             ppo: PpoConfig::new()
                 .with_num_envs(8)

@@ -74,7 +74,20 @@ pub struct UpdateLog {
     pub success_rate: Option<f32>,
 }
 
-/// The serializable progress of a run (what a checkpoint needs besides the networks).
+/// A finished episode, as the running statistics keep it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecentEpisode {
+    /// Undiscounted return.
+    #[serde(with = "crate::float_bits")]
+    pub episode_return: f32,
+    /// Steps.
+    pub length: usize,
+    /// Success, for tasks with a notion of it.
+    pub success: Option<bool>,
+}
+
+/// The serializable progress of a run (what a checkpoint needs besides the networks). Floats are
+/// stored as bit patterns so that a resumed run continues bit for bit.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainerProgress {
     /// Iterations completed.
@@ -82,7 +95,7 @@ pub struct TrainerProgress {
     /// Env steps collected.
     pub global_step: usize,
     /// Recent finished episodes.
-    pub recent: VecDeque<(f32, usize, Option<bool>)>,
+    pub recent: VecDeque<RecentEpisode>,
     /// Observation statistics, when normalizing.
     pub obs_norm: Option<RunningMeanStd>,
     /// Reward scaling statistics, when scaling.
@@ -306,9 +319,9 @@ impl PpoTrainer {
         log.episodes = episodes;
         let recent = &self.progress.recent;
         let n = recent.len().max(1) as f32;
-        log.mean_return = recent.iter().map(|r| r.0).sum::<f32>() / n;
-        log.mean_length = recent.iter().map(|r| r.1 as f32).sum::<f32>() / n;
-        let successes: Vec<bool> = recent.iter().filter_map(|r| r.2).collect();
+        log.mean_return = recent.iter().map(|r| r.episode_return).sum::<f32>() / n;
+        log.mean_length = recent.iter().map(|r| r.length as f32).sum::<f32>() / n;
+        let successes: Vec<bool> = recent.iter().filter_map(|r| r.success).collect();
         log.success_rate = (!successes.is_empty())
             .then(|| successes.iter().filter(|&&s| s).count() as f32 / successes.len() as f32);
         Ok(log)
@@ -389,9 +402,11 @@ impl PpoTrainer {
                 if self.progress.recent.len() == RECENT_EPISODES {
                     self.progress.recent.pop_front();
                 }
-                self.progress
-                    .recent
-                    .push_back((*episode_return, *length, *success));
+                self.progress.recent.push_back(RecentEpisode {
+                    episode_return: *episode_return,
+                    length: *length,
+                    success: *success,
+                });
                 episodes += 1;
             }
             self.progress.global_step += n;
