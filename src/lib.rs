@@ -12,10 +12,13 @@
 //! - [`distribution`]: the masked categorical distribution and its product over heads.
 //! - [`nn`]: a PyTorch-exact multi-layer LSTM with per-row episode-start resets.
 //! - [`gae`]: generalized advantage estimation with terminations and truncations kept apart.
+//! - [`grpo`]: GRPO's group-relative advantages and loss (TRL semantics) and the text memory
+//!   environment its memory-operation policies train on.
 #![warn(missing_docs)]
 
 pub mod action_space;
 pub mod backend;
+pub mod buffer;
 pub mod checkpoint;
 pub mod distribution;
 pub mod env;
@@ -24,6 +27,10 @@ pub mod gae;
 pub mod grpo;
 pub mod nn;
 pub mod olmoe;
+pub mod optim;
+pub mod policy;
+pub mod ppo;
+pub mod report;
 pub mod weights;
 
 pub use burn;

@@ -7,6 +7,8 @@
 
 #[path = "conformance/gae.rs"]
 mod gae;
+#[path = "conformance/grpo.rs"]
+mod grpo;
 #[path = "conformance/lstm.rs"]
 mod lstm;
 #[path = "conformance/masked_categorical.rs"]
@@ -19,7 +21,7 @@ mod support;
 use support::{case_name, case_paths};
 
 /// The folders this suite knows how to check.
-const CHECKED_FOLDERS: &[&str] = &["gae", "lstm", "masked_categorical", "olmoe"];
+const CHECKED_FOLDERS: &[&str] = &["gae", "grpo", "lstm", "masked_categorical", "olmoe"];
 
 fn run_files(folder: &str, ext: &str, check: fn(&std::path::Path, &str) -> bool) {
     let failed: Vec<String> = case_paths(folder, Some(ext))
@@ -55,6 +57,17 @@ fn lstm() {
 #[test]
 fn gae() {
     run_files("gae", "json", gae::check);
+}
+
+#[test]
+fn grpo() {
+    run_files("grpo", "json", grpo::check);
+}
+
+/// Entries under mask 0 (set to huge values, ±∞, NaN) change no loss, metric or gradient.
+#[test]
+fn grpo_masked_entries_do_not_matter() {
+    run_files("grpo", "json", grpo::check_masked_entries);
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Subcommands. Each lives in its own file with its `Args` and `run`.
 
-pub mod encode;
+mod encode;
+mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -14,6 +15,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Train an agent with recurrent PPO on a built-in environment.
+    Train(train::Args),
     /// Embed texts with an OLMoE checkpoint folder.
     Encode(encode::Args),
 }
@@ -21,6 +24,7 @@ enum Command {
 /// Runs the chosen subcommand.
 pub fn run(cli: Cli) -> factored_rl::Result<()> {
     match cli.command {
+        Command::Train(args) => train::run(args),
         Command::Encode(args) => encode::run(args),
     }
 }

@@ -296,3 +296,25 @@ pub(crate) fn to_host<const D: usize>(tensor: &Tensor<D>) -> Vec<f32> {
         .try_into_vec_as::<f32>()
         .expect("a float tensor converts to f32")
 }
+
+/// Masked log-softmax of one row on the host: allowed entries get `x − logsumexp(allowed x)`,
+/// masked entries [`MASKED_LOGIT`]. Agrees with [`MaskedCategorical::log_probs`] to float rounding;
+/// used where a handful of rows are already on the host (acting), so no device round trip is needed.
+pub fn masked_log_softmax_row(logits: &[f32], mask: &[bool], out: &mut [f32]) {
+    let max = logits
+        .iter()
+        .zip(mask)
+        .filter(|&(_, &m)| m)
+        .map(|(&x, _)| x)
+        .fold(f32::NEG_INFINITY, f32::max);
+    let sum: f32 = logits
+        .iter()
+        .zip(mask)
+        .filter(|&(_, &m)| m)
+        .map(|(&x, _)| (x - max).exp())
+        .sum();
+    let log_sum = max + sum.ln();
+    for ((o, &x), &m) in out.iter_mut().zip(logits).zip(mask) {
+        *o = if m { x - log_sum } else { MASKED_LOGIT };
+    }
+}

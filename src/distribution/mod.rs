@@ -9,4 +9,5 @@ mod factored;
 mod masked;
 
 pub use factored::FactoredDistribution;
-pub use masked::{MASKED_LOGIT, MaskedCategorical};
+pub use masked::{MASKED_LOGIT, MaskedCategorical, masked_log_softmax_row};
+pub(crate) use masked::{argmax_allowed, first_empty_row, sample_allowed, to_host};

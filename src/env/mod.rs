@@ -5,6 +5,31 @@
 //! **truncation** (a time limit: bootstrapped from the value of the true final observation).
 //! Observations are a vector of floats plus a few categorical indices (−1 = none), and every step
 //! also returns one mask per action head (`true` = allowed).
+//!
+//! Some masks depend on the op the agent picks (in `lifecycle`, PRUNE applies to other slots than
+//! GERMINATE). The static op-conditioned rules of the [`ActionSpace`] cannot express that, so an env
+//! may also publish [`ConditionalMask`]s for the next decision through
+//! [`Env::conditional_masks`]: under op `o`, head `h` may only take actions allowed by both
+//! `masks[h]` and the conditional row for `o`. [`VecBatch::masks_given_ops`] folds them, together
+//! with the static rules, into plain per-head masks once the ops are chosen.
+//!
+//! Built in ([`make_env`]): [`CartPole`] (Gymnasium's CartPole-v1), [`Recall`] (a memory task only a
+//! recurrent policy solves) and [`Lifecycle`] (a simulated stand-in for morphogenetic control with
+//! the reference 8-head action space).
+
+mod cartpole;
+mod factory;
+pub mod lifecycle;
+mod masks;
+mod recall;
+mod vec_env;
+
+pub use cartpole::{CartPole, CartPoleConfig};
+pub use factory::{ENV_NAMES, EnvConfigs, make_env, make_vec_env};
+pub use lifecycle::{Lifecycle, LifecycleConfig};
+pub use masks::{effective_mask_row, random_action, validate_action, validate_masks};
+pub use recall::{Recall, RecallConfig};
+pub use vec_env::{EpisodeRecord, VecBatch, VecEnv, VecStep};
 
 use crate::action_space::ActionSpace;
 use crate::error::Result;
@@ -56,6 +81,19 @@ pub struct Step {
     pub masks: Vec<Vec<bool>>,
 }
 
+/// A mask of one head that depends on the chosen op, for the next decision.
+///
+/// Under op `o`, head `head` may only take the actions allowed by both the head's ordinary mask
+/// and `by_op[o]`. An env guarantees that, for every op its op mask allows, the intersection is
+/// not empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConditionalMask {
+    /// The restricted head (never the op head).
+    pub head: usize,
+    /// One row per op value, each with one entry per action of `head`.
+    pub by_op: Vec<Vec<bool>>,
+}
+
 /// A single environment.
 pub trait Env: Send {
     /// Its shapes.
@@ -69,6 +107,20 @@ pub trait Env: Send {
     /// # Errors
     /// [`Error::WrongLength`](crate::Error::WrongLength) for a wrong number of heads,
     /// [`Error::ActionOutOfRange`](crate::Error::ActionOutOfRange) or
-    /// [`Error::MaskedAction`](crate::Error::MaskedAction) naming the head.
+    /// [`Error::MaskedAction`](crate::Error::MaskedAction) naming the head;
+    /// [`Error::Invalid`](crate::Error::Invalid) when no episode is running (before the first
+    /// reset, or after the episode ended).
     fn step(&mut self, action: &[usize]) -> Result<Step>;
+
+    /// The op-dependent masks of the next decision (see [`ConditionalMask`]); none by default.
+    fn conditional_masks(&self) -> &[ConditionalMask] {
+        &[]
+    }
+
+    /// Whether the episode that the last step ended was a success, for tasks that have one
+    /// (`recall`: the answer was right); `None` for tasks without a notion of success or while
+    /// the episode is running.
+    fn episode_success(&self) -> Option<bool> {
+        None
+    }
 }

@@ -1,2 +1,21 @@
 //! Group Relative Policy Optimization (Shao et al., "DeepSeekMath", 2024) for memory-operation
-//! policies, with TRL's advantage scalings and loss aggregations.
+//! policies, with TRL's advantage scalings and loss aggregations (including DAPO, Yu et al. 2025,
+//! and Dr. GRPO, Liu et al. 2025).
+//!
+//! - [`GrpoConfig`]: hyperparameters with TRL's names and defaults.
+//! - [`group_advantages`]: group-relative advantages with `scale_rewards` = group | batch | none.
+//! - [`grpo_loss`]: clipped ratios, k3 KL with optional bias correction, the four aggregations
+//!   and TRL's logged metrics, as a differentiable burn computation.
+//! - [`memory_env`]: the text memory environment the policies are trained on.
+//!
+//! In a memory-operation rollout a "completion" is one trajectory of memory operations and its
+//! "tokens" are the steps; the terminal reward is broadcast to all of them (SPEC §8).
+
+mod advantages;
+mod config;
+mod loss;
+pub mod memory_env;
+
+pub use advantages::{GroupAdvantages, STD_EPSILON, group_advantages};
+pub use config::{GrpoConfig, LossType, ScaleRewards};
+pub use loss::{GrpoLossInputs, GrpoLossOutput, GrpoMetrics, grpo_loss};

@@ -2,5 +2,7 @@
 
 pub mod init;
 mod lstm;
+mod lstm_bptt;
 
 pub use lstm::{Lstm, LstmConfig, LstmInit, LstmLayer, LstmState};
+pub use lstm_bptt::{LstmGrads, LstmLayerGrads, LstmTape};

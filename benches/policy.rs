@@ -1,0 +1,144 @@
+//! The reference network (SPEC §4) on the default CPU backend: one acting step at batch 4 and 64,
+//! and one PPO update (forward with grad over whole sequences, factored clipped surrogate on 8 heads
+//! plus value loss + entropy, backward, global grad-norm clip 1.0, Adam step) at 4 × 150 and 32 × 150.
+//! `shared/BASELINES.md` has PyTorch 2.15's figures for the identical network on this machine kind.
+//!
+//! Run: `cargo bench --bench policy`.
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use factored_rl::action_space::reference;
+use factored_rl::backend::default_device;
+use factored_rl::burn::module::Module;
+use factored_rl::burn::optim::AdamConfig;
+use factored_rl::optim::clip_grad_norm;
+use factored_rl::policy::{
+    ActInput, ActMode, EvaluateInput, FactoredRecurrentActorCritic,
+    FactoredRecurrentActorCriticConfig, Sequences,
+};
+use factored_rl::ppo::{PpoLossCoefficients, PpoTargets, ppo_loss};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+struct Inputs {
+    observations: Vec<f32>,
+    categorical: Vec<i64>,
+    masks: Vec<Vec<bool>>,
+    episode_starts: Vec<bool>,
+}
+
+fn inputs(net: &FactoredRecurrentActorCritic, rows: usize, rng: &mut StdRng) -> Inputs {
+    Inputs {
+        observations: factored_rl::nn::init::normal(rows * 114, 0.0, 1.0, rng),
+        categorical: (0..rows * 3).map(|i| (i as i64 % 14) - 1).collect(),
+        masks: net
+            .space()
+            .heads()
+            .iter()
+            .map(|h| vec![true; rows * h.size])
+            .collect(),
+        episode_starts: (0..rows).map(|r| r % 150 == 0).collect(),
+    }
+}
+
+fn act(c: &mut Criterion) {
+    let net = FactoredRecurrentActorCriticConfig::reference()
+        .init(&default_device())
+        .unwrap();
+    let mut rng = StdRng::seed_from_u64(0);
+    for batch in [4, 64] {
+        let x = inputs(&net, batch, &mut rng);
+        let starts = vec![false; batch];
+        let input = ActInput {
+            observations: &x.observations,
+            categorical: &x.categorical,
+            masks: &x.masks,
+            conditional_masks: &[],
+            episode_starts: &starts,
+        };
+        let mut state = net.initial_state(batch);
+        c.bench_function(&format!("act/reference/batch_{batch}"), |b| {
+            b.iter(|| {
+                let out = net
+                    .act(&input, &state, ActMode::Stochastic, &mut rng)
+                    .unwrap();
+                state = out.state;
+            })
+        });
+    }
+}
+
+fn update(c: &mut Criterion) {
+    let device = default_device().autodiff();
+    let mut group = c.benchmark_group("ppo_update/reference");
+    group.sample_size(10);
+    for envs in [4, 32] {
+        let time = 150;
+        let rows = envs * time;
+        let mut net = Some(
+            FactoredRecurrentActorCriticConfig::reference()
+                .init(&device)
+                .unwrap()
+                .train(),
+        );
+        let space = net.as_ref().unwrap().space().clone();
+        let mut rng = StdRng::seed_from_u64(1);
+        let x = inputs(net.as_ref().unwrap(), rows, &mut rng);
+        let mut actions: Vec<Vec<usize>> = space
+            .heads()
+            .iter()
+            .map(|h| vec![h.size - 1; rows])
+            .collect();
+        // GERMINATE and SET_ALPHA_TARGET: every head is relevant to one of them, and style is unrestricted.
+        actions[reference::OP] = (0..rows).map(|r| 1 + r % 2).collect();
+        let old_log_probs: Vec<Vec<f32>> = space
+            .heads()
+            .iter()
+            .map(|h| vec![-(h.size as f32).ln(); rows])
+            .collect();
+        let advantages = factored_rl::nn::init::normal(rows, 0.0, 1.0, &mut rng);
+        let returns = factored_rl::nn::init::normal(rows, 0.0, 1.0, &mut rng);
+        let old_values = vec![0.0; rows];
+        let coefs = PpoLossCoefficients {
+            clip_coef: 0.2,
+            value_clip: Some(0.2),
+            value_coef: 0.5,
+            entropy_coef: 0.05,
+            head_entropy_weights: vec![1.0, 1.3, 1.2, 1.3, 1.2, 1.2, 1.2, 1.0],
+        };
+        let mut optimizer = AdamConfig::new().with_epsilon(1e-5).init();
+        group.bench_function(format!("{envs}x{time}"), |b| {
+            b.iter(|| {
+                let model = net.take().unwrap();
+                let input = EvaluateInput {
+                    sequences: Sequences {
+                        batch: envs,
+                        time,
+                        observations: &x.observations,
+                        categorical: &x.categorical,
+                        episode_starts: &x.episode_starts,
+                    },
+                    masks: &x.masks,
+                    actions: &actions,
+                };
+                let targets = PpoTargets {
+                    old_log_probs: &old_log_probs,
+                    advantages: &advantages,
+                    returns: &returns,
+                    old_values: &old_values,
+                };
+                let (mut grads, _stats) = model
+                    .evaluate_with_gradients(&input, model.initial_state(envs), |eval| {
+                        let loss = ppo_loss(eval, &targets, &coefs)?;
+                        Ok((loss.total, loss.stats))
+                    })
+                    .unwrap();
+                clip_grad_norm(&model, &mut grads, 1.0);
+                net = Some(optimizer.step(3e-4, model, grads));
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, act, update);
+criterion_main!(benches);

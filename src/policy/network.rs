@@ -1,0 +1,390 @@
+use burn::module::Module;
+use burn::nn::{Embedding, LayerNorm, LayerNormConfig, Linear};
+use burn::tensor::activation::relu;
+use burn::tensor::{Device, Int, Tensor, TensorData, s};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+use super::config::{FactoredRecurrentActorCriticConfig, ValueMode};
+use crate::action_space::ActionSpace;
+use crate::error::{Error, Result};
+use crate::nn::{Lstm, LstmConfig, LstmInit, LstmState, init};
+
+/// A stack of `Linear` layers with ReLU between them (none after the last).
+#[derive(Module, Debug)]
+pub struct Mlp {
+    /// The layers, input to output.
+    pub layers: Vec<Linear>,
+}
+
+impl Mlp {
+    /// Orthogonally initialized layers of `widths` (input first): hidden layers with `hidden_gain`,
+    /// the output layer with `output_gain`, zero biases.
+    fn new(
+        widths: &[usize],
+        hidden_gain: f32,
+        output_gain: f32,
+        rng: &mut StdRng,
+        device: &Device,
+    ) -> Self {
+        let last = widths.len() - 2;
+        let layers = widths
+            .windows(2)
+            .enumerate()
+            .map(|(i, w)| {
+                let gain = if i == last { output_gain } else { hidden_gain };
+                orthogonal_linear(w[0], w[1], gain, rng, device)
+            })
+            .collect();
+        Self { layers }
+    }
+
+    /// # Shapes
+    /// - input: `[..., d_input]`
+    /// - output: `[..., d_output]`
+    pub fn forward<const D: usize>(&self, input: Tensor<D>) -> Tensor<D> {
+        let last = self.layers.len() - 1;
+        self.layers.iter().enumerate().fold(input, |x, (i, layer)| {
+            let y = layer.forward(x);
+            if i == last { y } else { relu(y) }
+        })
+    }
+}
+
+fn orthogonal_linear(
+    d_input: usize,
+    d_output: usize,
+    gain: f32,
+    rng: &mut StdRng,
+    device: &Device,
+) -> Linear {
+    Linear {
+        weight: init::param(
+            init::orthogonal(d_input, d_output, gain, rng),
+            [d_input, d_output],
+            device,
+        ),
+        bias: Some(init::param(vec![0.0; d_output], [d_output], device)),
+    }
+}
+
+/// The factored recurrent actor-critic of SPEC §4: embeddings and a feature layer, an LSTM trunk,
+/// one masked categorical head per sub-action reading the LSTM output in parallel, and a critic
+/// `Q(s, op)` on `concat(lstm_out, one_hot(op))` (plus a `V(s)` head in `StateValue` mode).
+///
+/// Acting ([`act`](Self::act)) decides the op once — [`select_op`](super::select_op) — and uses
+/// that op for the stored action, its log-prob and the value; training replays stored sequences
+/// with [`evaluate_actions`](Self::evaluate_actions).
+#[derive(Module, Debug)]
+pub struct FactoredRecurrentActorCritic {
+    pub(crate) embedding: Option<Embedding>,
+    pub(crate) feature: Linear,
+    pub(crate) feature_norm: LayerNorm,
+    pub(crate) lstm: Lstm,
+    pub(crate) lstm_norm: LayerNorm,
+    pub(crate) heads: Vec<Mlp>,
+    pub(crate) critic: Mlp,
+    pub(crate) state_value: Option<Mlp>,
+    #[module(skip)]
+    pub(crate) config: FactoredRecurrentActorCriticConfig,
+    #[module(skip)]
+    pub(crate) space: ActionSpace,
+}
+
+impl FactoredRecurrentActorCriticConfig {
+    /// Checks the configuration.
+    ///
+    /// # Errors
+    /// The errors of [`ActionSpace::new`]; [`Error::WrongLength`] when `head_hidden` is neither
+    /// empty nor one list per head; [`Error::Invalid`] naming a zero width.
+    pub fn validate(&self) -> Result<ActionSpace> {
+        let space = self.space()?;
+        if !self.head_hidden.is_empty() && self.head_hidden.len() != space.num_heads() {
+            return Err(Error::WrongLength {
+                what: "head_hidden (one list of widths per head)".into(),
+                expected: space.num_heads(),
+                found: self.head_hidden.len(),
+            });
+        }
+        let mut widths = vec![
+            ("d_observation", self.d_observation),
+            ("d_feature", self.d_feature),
+            ("d_hidden", self.d_hidden),
+            ("num_lstm_layers", self.num_lstm_layers),
+        ];
+        if let Some(c) = &self.categorical {
+            widths.extend([
+                ("categorical.num_inputs", c.num_inputs),
+                ("categorical.vocab", c.vocab),
+                ("categorical.d_embedding", c.d_embedding),
+            ]);
+        }
+        if let Some((name, _)) = widths.iter().find(|(_, w)| *w == 0) {
+            return Err(Error::invalid(*name, "must be at least 1"));
+        }
+        let zero_hidden = self
+            .head_hidden
+            .iter()
+            .enumerate()
+            .find(|(_, h)| h.contains(&0))
+            .map(|(i, _)| format!("head_hidden[{i}]"))
+            .or_else(|| {
+                self.critic_hidden
+                    .contains(&0)
+                    .then(|| "critic_hidden".to_string())
+            });
+        if let Some(name) = zero_hidden {
+            return Err(Error::invalid(name, "hidden widths must be at least 1"));
+        }
+        Ok(space)
+    }
+
+    /// Builds the network with the initialization of SPEC §4: orthogonal weights (gain √2, zero
+    /// bias), policy output layers gain 0.01, value output gain 1, LSTM orthogonal with forget-gate
+    /// bias 1, embeddings `N(0, 0.02)`; all drawn from an RNG seeded with `seed`.
+    ///
+    /// # Errors
+    /// The errors of [`validate`](Self::validate).
+    pub fn init(&self, device: &Device) -> Result<FactoredRecurrentActorCritic> {
+        let space = self.validate()?;
+        let mut rng = StdRng::seed_from_u64(self.seed);
+        let sqrt2 = std::f32::consts::SQRT_2;
+        let embedding = self.categorical.as_ref().map(|c| Embedding {
+            weight: init::param(
+                init::normal(c.num_rows() * c.d_embedding, 0.0, 0.02, &mut rng),
+                [c.num_rows(), c.d_embedding],
+                device,
+            ),
+        });
+        let feature = orthogonal_linear(self.d_input(), self.d_feature, sqrt2, &mut rng, device);
+        let lstm = LstmConfig::new(self.d_feature, self.d_hidden)
+            .with_num_layers(self.num_lstm_layers)
+            .with_init(LstmInit::Orthogonal {
+                gain: 1.0,
+                forget_bias: 1.0,
+            })
+            .with_seed(rng_seed(&mut rng))
+            .init(device);
+        let heads = space
+            .heads()
+            .iter()
+            .enumerate()
+            .map(|(i, head)| {
+                let widths =
+                    [vec![self.d_hidden], self.hidden_of_head(i), vec![head.size]].concat();
+                Mlp::new(&widths, sqrt2, 0.01, &mut rng, device)
+            })
+            .collect();
+        let critic_widths = [
+            vec![self.d_hidden + space.num_ops()],
+            self.critic_hidden.clone(),
+            vec![1],
+        ]
+        .concat();
+        let critic = Mlp::new(&critic_widths, sqrt2, 1.0, &mut rng, device);
+        let state_value = (self.value_mode == ValueMode::StateValue).then(|| {
+            let widths = [vec![self.d_hidden], self.critic_hidden.clone(), vec![1]].concat();
+            Mlp::new(&widths, sqrt2, 1.0, &mut rng, device)
+        });
+        Ok(FactoredRecurrentActorCritic {
+            embedding,
+            feature,
+            feature_norm: LayerNormConfig::new(self.d_feature).init(device),
+            lstm,
+            lstm_norm: LayerNormConfig::new(self.d_hidden).init(device),
+            heads,
+            critic,
+            state_value,
+            config: self.clone(),
+            space,
+        })
+    }
+}
+
+fn rng_seed(rng: &mut StdRng) -> u64 {
+    rand::Rng::next_u64(rng)
+}
+
+/// What the trunk and the critic produce for a batch of rows.
+pub(crate) struct TrunkOutput {
+    /// Normalized LSTM output, `[rows, d_hidden]`.
+    pub features: Tensor<2>,
+    /// State after the last step.
+    pub state: LstmState,
+}
+
+impl FactoredRecurrentActorCritic {
+    /// The configuration it was built from.
+    pub fn config(&self) -> &FactoredRecurrentActorCriticConfig {
+        &self.config
+    }
+
+    /// The action space.
+    pub fn space(&self) -> &ActionSpace {
+        &self.space
+    }
+
+    /// The device its parameters live on.
+    pub fn device(&self) -> Device {
+        self.feature.weight.val().device()
+    }
+
+    /// An all-zero recurrent state for `batch` rows.
+    pub fn initial_state(&self, batch: usize) -> LstmState {
+        LstmState::zeros(
+            self.config.num_lstm_layers,
+            batch,
+            self.config.d_hidden,
+            &self.device(),
+        )
+    }
+
+    /// Checks and uploads observations: continuous features and categorical indices.
+    ///
+    /// # Shapes
+    /// - `observations`: `rows * d_observation`; `categorical`: `rows * num_inputs`
+    /// - output: `[rows, d_input]`
+    pub(crate) fn encode_inputs(
+        &self,
+        observations: &[f32],
+        categorical: &[i64],
+        rows: usize,
+    ) -> Result<Tensor<2>> {
+        let d_obs = self.config.d_observation;
+        if observations.len() != rows * d_obs {
+            return Err(Error::ShapeMismatch {
+                name: "observations".into(),
+                expected: vec![rows, d_obs],
+                found: vec![observations.len()],
+            });
+        }
+        if let Some(i) = observations.iter().position(|v| !v.is_finite()) {
+            return Err(Error::NonFinite {
+                name: "observations".into(),
+                row: i / d_obs,
+            });
+        }
+        let device = self.device();
+        let x = Tensor::<2>::from_data(
+            TensorData::new(observations.to_vec(), [rows, d_obs]),
+            &device,
+        );
+        let (Some(embedding), Some(cat)) = (&self.embedding, &self.config.categorical) else {
+            if !categorical.is_empty() {
+                return Err(Error::ShapeMismatch {
+                    name: "categorical (this network has no categorical inputs)".into(),
+                    expected: vec![rows, 0],
+                    found: vec![categorical.len()],
+                });
+            }
+            return Ok(x);
+        };
+        if categorical.len() != rows * cat.num_inputs {
+            return Err(Error::ShapeMismatch {
+                name: "categorical".into(),
+                expected: vec![rows, cat.num_inputs],
+                found: vec![categorical.len()],
+            });
+        }
+        let indices = categorical
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| match v {
+                -1 if cat.null_entry => Ok(cat.vocab as i64),
+                v if (0..cat.vocab as i64).contains(&v) => Ok(v),
+                v => Err(Error::invalid(
+                    format!(
+                        "categorical[row {}][input {}]",
+                        i / cat.num_inputs,
+                        i % cat.num_inputs
+                    ),
+                    format!(
+                        "{v} is outside 0..{}{}",
+                        cat.vocab,
+                        if cat.null_entry { " (or -1)" } else { "" }
+                    ),
+                )),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let indices =
+            Tensor::<2, Int>::from_data(TensorData::new(indices, [rows, cat.num_inputs]), &device);
+        let embedded = embedding.forward(indices).reshape([rows, cat.d_output()]);
+        Ok(Tensor::cat(vec![x, embedded], 1))
+    }
+
+    /// Feature layer, LSTM and output LayerNorm over `[batch, time]` rows (batch-major).
+    ///
+    /// # Shapes
+    /// - `inputs`: `[batch * time, d_input]`
+    /// - `episode_starts`: `[batch, time]`
+    /// - output features: `[batch * time, d_hidden]`
+    pub(crate) fn trunk(
+        &self,
+        inputs: Tensor<2>,
+        batch: usize,
+        time: usize,
+        state: LstmState,
+        episode_starts: Option<Tensor<2>>,
+    ) -> TrunkOutput {
+        let features = relu(self.feature_norm.forward(self.feature.forward(inputs)));
+        let features = features.reshape([batch, time, self.config.d_feature]);
+        let (output, state) = self.lstm.forward(features, state, episode_starts);
+        let output = output.reshape([batch * time, self.config.d_hidden]);
+        TrunkOutput {
+            features: self.lstm_norm.forward(output),
+            state,
+        }
+    }
+
+    /// Logits of every head.
+    ///
+    /// # Shapes
+    /// - `features`: `[rows, d_hidden]`
+    /// - output: one `[rows, size_h]` per head
+    pub(crate) fn head_logits(&self, features: &Tensor<2>) -> Vec<Tensor<2>> {
+        self.heads
+            .iter()
+            .map(|h| h.forward(features.clone()))
+            .collect()
+    }
+
+    /// `Q(s, op)` for every op in one batched pass. The first critic layer acts on
+    /// `concat(features, one_hot(op))`, which is `features·W_s + W_op[op] + b`: computed once for
+    /// the state part and broadcast over the op rows.
+    ///
+    /// # Shapes
+    /// - `features`: `[rows, d_hidden]`
+    /// - output: `[rows, num_ops]`
+    pub(crate) fn q_values(&self, features: &Tensor<2>) -> Tensor<2> {
+        let [rows, d_hidden] = features.dims();
+        let num_ops = self.space.num_ops();
+        let first = &self.critic.layers[0];
+        let weight = first.weight.val();
+        let d_out = weight.dims()[1];
+        let state_part = features
+            .clone()
+            .matmul(weight.clone().slice(s![0..d_hidden]));
+        let state_part = match &first.bias {
+            Some(b) => state_part + b.val().unsqueeze_dim(0),
+            None => state_part,
+        };
+        let op_part = weight.slice(s![d_hidden..d_hidden + num_ops]);
+        let pre = state_part.unsqueeze_dim::<3>(1) + op_part.unsqueeze_dim::<3>(0);
+        let mut x = pre.reshape([rows * num_ops, d_out]);
+        for layer in &self.critic.layers[1..] {
+            x = layer.forward(relu(x));
+        }
+        x.reshape([rows, num_ops])
+    }
+
+    /// `V(s)` in `StateValue` mode.
+    ///
+    /// # Shapes
+    /// - `features`: `[rows, d_hidden]`
+    /// - output: `[rows]`
+    pub(crate) fn state_values(&self, features: &Tensor<2>) -> Option<Tensor<1>> {
+        self.state_value
+            .as_ref()
+            .map(|v| v.forward(features.clone()).squeeze_dim(1))
+    }
+}

@@ -1,0 +1,113 @@
+//! Network and PPO settings that train each built-in environment well on a CPU.
+//!
+//! Every preset uses [`ValueMode::ExpectedOp`]: a critic value that contains the action being
+//! scored (`SelectedOp`, `Q(s, a)`) makes `A = R − Q(s, a)` zero-mean given the action, which
+//! leaves the policy gradient with little but noise; `Σ_op π(op|s)·Q(s, op)` is the state value
+//! that advantage estimation wants. The reference network itself is
+//! [`FactoredRecurrentActorCriticConfig::reference`].
+
+use serde::{Deserialize, Serialize};
+
+use super::config::PpoConfig;
+use crate::env::EnvSpec;
+use crate::error::Result;
+use crate::policy::{CategoricalInputConfig, FactoredRecurrentActorCriticConfig, ValueMode};
+
+/// Everything a training run is configured by (what `train --config FILE` reads, every field
+/// optional there).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainSettings {
+    /// The network.
+    pub network: FactoredRecurrentActorCriticConfig,
+    /// PPO.
+    pub ppo: PpoConfig,
+    /// Env steps to train for.
+    pub total_steps: usize,
+    /// Episodes of the final deterministic evaluation.
+    pub eval_episodes: usize,
+}
+
+/// A network of the given widths for `spec` (categorical inputs embedded 4-wide with a null row).
+pub fn network_for(
+    spec: &EnvSpec,
+    d_feature: usize,
+    d_hidden: usize,
+    d_head: usize,
+) -> FactoredRecurrentActorCriticConfig {
+    let categorical = (!spec.categorical_vocab.is_empty()).then(|| {
+        let vocab = spec.categorical_vocab.iter().copied().max().unwrap_or(1);
+        CategoricalInputConfig::new(spec.categorical_vocab.len(), vocab, 4)
+    });
+    FactoredRecurrentActorCriticConfig::new(
+        spec.action_space.config().clone(),
+        spec.observation_size,
+    )
+    .with_categorical(categorical)
+    .with_d_feature(d_feature)
+    .with_d_hidden(d_hidden)
+    .with_head_hidden(vec![vec![d_head]; spec.action_space.num_heads()])
+    .with_critic_hidden(vec![d_head])
+    .with_value_mode(ValueMode::ExpectedOp)
+}
+
+/// The preset for `spec.name` (`cartpole`, `recall`, `lifecycle`; anything else gets the
+/// lifecycle settings scaled to its spec).
+///
+/// # Errors
+/// None today; kept fallible so presets can validate their spec.
+pub fn preset(spec: &EnvSpec, seed: u64) -> Result<TrainSettings> {
+    let settings = match spec.name.as_str() {
+        // rl-zoo's CartPole-v1 PPO settings, as whole 32-step sequences.
+        "cartpole" => TrainSettings {
+            network: network_for(spec, 64, 64, 64),
+            ppo: PpoConfig::new()
+                .with_num_envs(8)
+                .with_num_steps(32)
+                .with_learning_rate(1e-3)
+                .with_anneal_lr(true)
+                .with_gamma(0.98)
+                .with_gae_lambda(0.8)
+                .with_num_minibatches(1)
+                .with_update_epochs(20)
+                .with_entropy_coef(0.0)
+                .with_target_kl(None),
+            total_steps: 100_000,
+            eval_episodes: 20,
+        },
+        "recall" => TrainSettings {
+            network: network_for(spec, 32, 64, 64),
+            ppo: PpoConfig::new()
+                .with_num_envs(16)
+                .with_num_steps(48)
+                .with_learning_rate(1e-3)
+                .with_gamma(0.99)
+                .with_gae_lambda(0.95)
+                .with_num_minibatches(2)
+                .with_update_epochs(4)
+                .with_entropy_coef(0.01)
+                .with_target_kl(None),
+            total_steps: 150_000,
+            eval_episodes: 200,
+        },
+        _ => TrainSettings {
+            network: network_for(spec, 128, 128, 64),
+            ppo: PpoConfig::new()
+                .with_num_envs(8)
+                .with_num_steps(150)
+                .with_learning_rate(1e-3)
+                .with_gamma(0.99)
+                .with_gae_lambda(0.95)
+                .with_num_minibatches(2)
+                .with_update_epochs(4)
+                .with_head_entropy_weights(PpoConfig::reference_head_entropy_weights())
+                .with_normalize_observations(true),
+            total_steps: 120_000,
+            eval_episodes: 20,
+        },
+    };
+    Ok(TrainSettings {
+        network: settings.network.with_seed(seed),
+        ppo: settings.ppo.with_seed(seed),
+        ..settings
+    })
+}
