@@ -207,6 +207,8 @@ pub struct SequenceContext {
     masked: Tensor<4, Bool>,
     /// Whether each flattened row is a real token (padded rows skip the experts).
     active_rows: Vec<bool>,
+    batch_size: usize,
+    seq_len: usize,
 }
 
 impl SequenceContext {
@@ -235,6 +237,8 @@ impl SequenceContext {
                 .iter()
                 .flat_map(|&n| (0..seq_len).map(move |t| t < n))
                 .collect(),
+            batch_size,
+            seq_len,
         }
     }
 }
@@ -422,6 +426,7 @@ impl OlmoeSparseMoe {
     /// - output: `[rows, hidden]` and the router logits `[rows, num_experts]`
     ///
     /// # Errors
+    /// [`Error::ShapeMismatch`] when `active_rows` does not have one entry per row;
     /// [`Error::NonFinite`] naming `layer` and the row when a router probability is not finite.
     pub fn forward(
         &self,
@@ -433,6 +438,13 @@ impl OlmoeSparseMoe {
         let device = x.device();
         let [num_rows, d_hidden] = x.dims();
         let num_experts = self.experts.len();
+        if active_rows.len() != num_rows {
+            return Err(Error::ShapeMismatch {
+                name: format!("active rows of layer {layer}"),
+                expected: vec![num_rows],
+                found: vec![active_rows.len()],
+            });
+        }
         let router_logits = self.gate.forward(x.clone());
         let probs = softmax(router_logits.clone(), 1);
         let host = probs
@@ -536,7 +548,8 @@ impl OlmoeDecoderLayer {
     /// - output: `[batch, seq_len, hidden]` and the router logits `[batch·seq_len, num_experts]`
     ///
     /// # Errors
-    /// As [`OlmoeSparseMoe::forward`].
+    /// [`Error::ShapeMismatch`] when `context` was built for another batch size or length; as
+    /// [`OlmoeSparseMoe::forward`].
     pub fn forward(
         &self,
         hidden: Tensor<3>,
@@ -545,6 +558,13 @@ impl OlmoeDecoderLayer {
         layer: usize,
     ) -> Result<(Tensor<3>, Tensor<2>)> {
         let [batch, seq_len, d_hidden] = hidden.dims();
+        if [batch, seq_len] != [context.batch_size, context.seq_len] {
+            return Err(Error::ShapeMismatch {
+                name: format!("hidden state of layer {layer} (batch, seq_len)"),
+                expected: vec![context.batch_size, context.seq_len],
+                found: vec![batch, seq_len],
+            });
+        }
         let hidden = hidden.clone()
             + self
                 .self_attn

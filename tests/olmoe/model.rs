@@ -416,3 +416,24 @@ fn clip_and_renormalization_change_the_output() {
     assert!(max_abs_diff(&reference, &run(&no_clip)) > 1e-3);
     assert!(max_abs_diff(&reference, &run(&no_renorm)) > 1e-3);
 }
+
+#[test]
+fn layer_rejects_a_context_of_another_shape() {
+    use factored_rl::olmoe::model::SequenceContext;
+    let device = default_device();
+    let c = config(GQA_CLIP_RENORM_TIED);
+    let layer = OlmoeDecoderLayer::random(&c, 0.2, &mut StdRng::seed_from_u64(1), &device);
+    let context = SequenceContext::new(&c, &[3], 3, &device);
+    let hidden = Tensor::<3>::zeros([1, 4, c.hidden_size], &device);
+    assert!(matches!(
+        layer.forward(hidden, &context, ExpertExecution::Sparse, 0),
+        Err(Error::ShapeMismatch { .. })
+    ));
+    let rows = Tensor::<2>::zeros([4, c.hidden_size], &device);
+    assert!(matches!(
+        layer
+            .mlp
+            .forward(rows, &[true; 3], ExpertExecution::Sparse, 0),
+        Err(Error::ShapeMismatch { .. })
+    ));
+}
