@@ -16,6 +16,8 @@
 //! - [`gae`]: generalized advantage estimation with terminations and truncations kept apart.
 //! - [`grpo`]: GRPO's group-relative advantages and loss (TRL semantics) and the text memory
 //!   environment its memory-operation policies train on.
+//! - [`olmoe`]: Hugging Face OLMoE checkpoints on burn (transformers-exact, sparse experts), state
+//!   embeddings with gradients, and the memory-operation action head and policy.
 #![warn(missing_docs)]
 
 pub mod action_space;

@@ -276,13 +276,13 @@ impl Fields<'_> {
     }
 
     fn config(&self) -> Result<OlmoeConfig> {
-        if let Some(model_type) = self.get("model_type") {
-            if model_type.as_str() != Some("olmoe") {
-                return Err(self.error(
-                    "model_type",
-                    format!("expected \"olmoe\", found {model_type}"),
-                ));
-            }
+        if let Some(model_type) = self.get("model_type")
+            && model_type.as_str() != Some("olmoe")
+        {
+            return Err(self.error(
+                "model_type",
+                format!("expected \"olmoe\", found {model_type}"),
+            ));
         }
         let hidden_act = match self.get("hidden_act") {
             None => "silu".to_string(),
@@ -349,13 +349,13 @@ impl Fields<'_> {
         };
         let vocab_size = self.positive("vocab_size")?;
         let pad_token_id = self.token_id("pad_token_id")?;
-        if let Some(pad) = pad_token_id {
-            if pad as usize >= vocab_size {
-                return Err(self.error(
-                    "pad_token_id",
-                    format!("{pad} is outside the vocabulary (vocab_size {vocab_size})"),
-                ));
-            }
+        if let Some(pad) = pad_token_id
+            && pad as usize >= vocab_size
+        {
+            return Err(self.error(
+                "pad_token_id",
+                format!("{pad} is outside the vocabulary (vocab_size {vocab_size})"),
+            ));
         }
         Ok(OlmoeConfig {
             vocab_size,

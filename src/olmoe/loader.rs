@@ -11,8 +11,9 @@
 //! names the key and the file. Shards are read one at a time, so the peak memory is the model in
 //! f32 plus one shard.
 //!
-//! Key mapping (Hugging Face key → module path; PyTorch `[out, in]` weights are transposed to
-//! burn's `Linear` layout `[in, out]`; the table is repeated in `docs/olmoe.md`):
+//! Key mapping (Hugging Face key → module path; PyTorch `[out, in]` weights marked (ᵀ) are
+//! transposed to burn's `Linear` layout `[in, out]`, expert weights keep the checkpoint layout;
+//! the table is repeated in `docs/olmoe.md`):
 //!
 //! | checkpoint key | shape | module path |
 //! | --- | --- | --- |
@@ -26,9 +27,9 @@
 //! | `model.layers.{i}.self_attn.k_norm.weight` | `[kv·d]` | `layers.{i}.self_attn.k_norm.gamma` |
 //! | `model.layers.{i}.post_attention_layernorm.weight` | `[H]` | `layers.{i}.post_attention_layernorm.gamma` |
 //! | `model.layers.{i}.mlp.gate.weight` | `[E, H]` | `layers.{i}.mlp.gate.weight` (ᵀ) |
-//! | `model.layers.{i}.mlp.experts.{e}.gate_proj.weight` | `[I, H]` | `layers.{i}.mlp.experts.{e}.gate_proj.weight` (ᵀ) |
-//! | `model.layers.{i}.mlp.experts.{e}.up_proj.weight` | `[I, H]` | `layers.{i}.mlp.experts.{e}.up_proj.weight` (ᵀ) |
-//! | `model.layers.{i}.mlp.experts.{e}.down_proj.weight` | `[H, I]` | `layers.{i}.mlp.experts.{e}.down_proj.weight` (ᵀ) |
+//! | `model.layers.{i}.mlp.experts.{e}.gate_proj.weight` | `[I, H]` | `layers.{i}.mlp.experts.{e}.gate_proj.weight` |
+//! | `model.layers.{i}.mlp.experts.{e}.up_proj.weight` | `[I, H]` | `layers.{i}.mlp.experts.{e}.up_proj.weight` |
+//! | `model.layers.{i}.mlp.experts.{e}.down_proj.weight` | `[H, I]` | `layers.{i}.mlp.experts.{e}.down_proj.weight` |
 //! | `model.norm.weight` | `[H]` | `norm.gamma` |
 //! | `lm_head.weight` (untied only) | `[V, H]` | `lm_head.weight` (ᵀ) |
 
@@ -40,8 +41,8 @@ use burn::tensor::Device;
 
 use super::config::OlmoeConfig;
 use super::model::{
-    OlmoeAttention, OlmoeDecoderLayer, OlmoeExpert, OlmoeModel, OlmoeSparseMoe, linear_from_torch,
-    rms_norm,
+    ExpertProjection, OlmoeAttention, OlmoeDecoderLayer, OlmoeExpert, OlmoeModel, OlmoeSparseMoe,
+    linear_from_torch, rms_norm,
 };
 use crate::error::{Error, Result};
 use crate::nn::init;
@@ -308,12 +309,20 @@ fn build_model(config: &OlmoeConfig, tensors: &mut Tensors, device: &Device) -> 
         let v_proj = linear("self_attn.v_proj.weight", dkv, h)?;
         let o_proj = linear("self_attn.o_proj.weight", h, dq)?;
         let gate = linear("mlp.gate.weight", config.num_experts, h)?;
+        let mut expert = |key: String, d_output: usize, d_input: usize| -> Result<_> {
+            Ok(ExpertProjection::from_torch(
+                tensors.take(&format!("{p}.{key}"))?,
+                d_output,
+                d_input,
+                device,
+            ))
+        };
         let experts = (0..config.num_experts)
             .map(|e| {
                 Ok(OlmoeExpert {
-                    gate_proj: linear(&format!("mlp.experts.{e}.gate_proj.weight"), i, h)?,
-                    up_proj: linear(&format!("mlp.experts.{e}.up_proj.weight"), i, h)?,
-                    down_proj: linear(&format!("mlp.experts.{e}.down_proj.weight"), h, i)?,
+                    gate_proj: expert(format!("mlp.experts.{e}.gate_proj.weight"), i, h)?,
+                    up_proj: expert(format!("mlp.experts.{e}.up_proj.weight"), i, h)?,
+                    down_proj: expert(format!("mlp.experts.{e}.down_proj.weight"), h, i)?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;

@@ -19,7 +19,7 @@
 //! Module fields are named as the checkpoint keys (`layers.{i}.self_attn.q_proj`, …, see
 //! `docs/olmoe.md`), so a parameter's record path is its Hugging Face key without `model.`.
 
-use burn::module::Module;
+use burn::module::{Module, Param};
 use burn::nn::{Embedding, Linear, RmsNorm};
 use burn::tensor::activation::{silu, softmax};
 use burn::tensor::{Bool, Device, IndexingUpdateOp, Int, Tensor, TensorData, s};
@@ -207,6 +207,8 @@ pub struct SequenceContext {
     masked: Tensor<4, Bool>,
     /// Whether each flattened row is a real token (padded rows skip the experts).
     active_rows: Vec<bool>,
+    batch_size: usize,
+    seq_len: usize,
 }
 
 impl SequenceContext {
@@ -235,6 +237,8 @@ impl SequenceContext {
                 .iter()
                 .flat_map(|&n| (0..seq_len).map(move |t| t < n))
                 .collect(),
+            batch_size,
+            seq_len,
         }
     }
 }
@@ -342,26 +346,58 @@ impl OlmoeAttention {
     }
 }
 
+/// A bias-free projection kept in PyTorch's `[d_output, d_input]` layout (the checkpoint's own).
+///
+/// Experts see few rows each (about `tokens · k / E`), and for such thin inputs flex's matmul
+/// runs `W · xᵀ` (the weight as the tall left operand) about twice as fast as burn's `Linear`
+/// layout `x · W` (`benches/olmoe.rs`, probe noted in `docs/olmoe.md`), so expert weights are not
+/// transposed into `Linear`s.
+#[derive(Module, Debug)]
+pub struct ExpertProjection {
+    /// `[d_output, d_input]`.
+    pub weight: Param<Tensor<2>>,
+}
+
+impl ExpertProjection {
+    /// A projection from a PyTorch-layout weight.
+    pub fn from_torch(weight: Vec<f32>, d_output: usize, d_input: usize, device: &Device) -> Self {
+        Self {
+            weight: init::param(weight, [d_output, d_input], device),
+        }
+    }
+
+    /// `W · x` for feature-major `x`.
+    ///
+    /// # Shapes
+    /// - `features`: `[d_input, rows]`
+    /// - output: `[d_output, rows]`
+    pub fn forward_features(&self, features: Tensor<2>) -> Tensor<2> {
+        self.weight.val().matmul(features)
+    }
+}
+
 /// One expert: `down(silu(gate x) · up x)`.
 #[derive(Module, Debug)]
 pub struct OlmoeExpert {
-    /// `gate_proj`: H → I.
-    pub gate_proj: Linear,
-    /// `up_proj`: H → I.
-    pub up_proj: Linear,
-    /// `down_proj`: I → H.
-    pub down_proj: Linear,
+    /// `gate_proj`: H → I, `[I, H]`.
+    pub gate_proj: ExpertProjection,
+    /// `up_proj`: H → I, `[I, H]`.
+    pub up_proj: ExpertProjection,
+    /// `down_proj`: I → H, `[H, I]`.
+    pub down_proj: ExpertProjection,
 }
 
 impl OlmoeExpert {
-    /// The expert's feed-forward map.
+    /// The expert's feed-forward map, computed feature-major (see [`ExpertProjection`]).
     ///
     /// # Shapes
     /// - `x`: `[rows, hidden]`
     /// - output: `[rows, hidden]`
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        let gated = silu(self.gate_proj.forward(x.clone())) * self.up_proj.forward(x);
-        self.down_proj.forward(gated)
+        let features = x.transpose();
+        let gated = silu(self.gate_proj.forward_features(features.clone()))
+            * self.up_proj.forward_features(features);
+        self.down_proj.forward_features(gated).transpose()
     }
 }
 
@@ -390,6 +426,7 @@ impl OlmoeSparseMoe {
     /// - output: `[rows, hidden]` and the router logits `[rows, num_experts]`
     ///
     /// # Errors
+    /// [`Error::ShapeMismatch`] when `active_rows` does not have one entry per row;
     /// [`Error::NonFinite`] naming `layer` and the row when a router probability is not finite.
     pub fn forward(
         &self,
@@ -401,6 +438,13 @@ impl OlmoeSparseMoe {
         let device = x.device();
         let [num_rows, d_hidden] = x.dims();
         let num_experts = self.experts.len();
+        if active_rows.len() != num_rows {
+            return Err(Error::ShapeMismatch {
+                name: format!("active rows of layer {layer}"),
+                expected: vec![num_rows],
+                found: vec![active_rows.len()],
+            });
+        }
         let router_logits = self.gate.forward(x.clone());
         let probs = softmax(router_logits.clone(), 1);
         let host = probs
@@ -504,7 +548,8 @@ impl OlmoeDecoderLayer {
     /// - output: `[batch, seq_len, hidden]` and the router logits `[batch·seq_len, num_experts]`
     ///
     /// # Errors
-    /// As [`OlmoeSparseMoe::forward`].
+    /// [`Error::ShapeMismatch`] when `context` was built for another batch size or length; as
+    /// [`OlmoeSparseMoe::forward`].
     pub fn forward(
         &self,
         hidden: Tensor<3>,
@@ -513,6 +558,13 @@ impl OlmoeDecoderLayer {
         layer: usize,
     ) -> Result<(Tensor<3>, Tensor<2>)> {
         let [batch, seq_len, d_hidden] = hidden.dims();
+        if [batch, seq_len] != [context.batch_size, context.seq_len] {
+            return Err(Error::ShapeMismatch {
+                name: format!("hidden state of layer {layer} (batch, seq_len)"),
+                expected: vec![context.batch_size, context.seq_len],
+                found: vec![batch, seq_len],
+            });
+        }
         let hidden = hidden.clone()
             + self
                 .self_attn
@@ -559,11 +611,27 @@ impl OlmoeDecoderLayer {
             clip_qkv: config.clip_qkv,
         };
         let gate = linear(config.num_experts, h);
+        let i = config.intermediate_size;
         let experts = (0..config.num_experts)
             .map(|_| OlmoeExpert {
-                gate_proj: linear(config.intermediate_size, h),
-                up_proj: linear(config.intermediate_size, h),
-                down_proj: linear(h, config.intermediate_size),
+                gate_proj: ExpertProjection::from_torch(
+                    init::normal(i * h, 0.0, std, rng),
+                    i,
+                    h,
+                    device,
+                ),
+                up_proj: ExpertProjection::from_torch(
+                    init::normal(i * h, 0.0, std, rng),
+                    i,
+                    h,
+                    device,
+                ),
+                down_proj: ExpertProjection::from_torch(
+                    init::normal(h * i, 0.0, std, rng),
+                    h,
+                    i,
+                    device,
+                ),
             })
             .collect();
         Self {

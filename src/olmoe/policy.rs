@@ -32,14 +32,14 @@ impl OlmoePolicy {
     /// # Errors
     /// [`Error::ShapeMismatch`] when the head's input width is not the encoder's hidden size.
     pub fn new(encoder: OlmoeEncoder, head: Option<MemoryActionHead>) -> Result<Self> {
-        if let Some(head) = &head {
-            if head.d_input() != encoder.hidden_size() {
-                return Err(Error::ShapeMismatch {
-                    name: "action head input".to_string(),
-                    expected: vec![encoder.hidden_size()],
-                    found: vec![head.d_input()],
-                });
-            }
+        if let Some(head) = &head
+            && head.d_input() != encoder.hidden_size()
+        {
+            return Err(Error::ShapeMismatch {
+                name: "action head input".to_string(),
+                expected: vec![encoder.hidden_size()],
+                found: vec![head.d_input()],
+            });
         }
         Ok(Self { encoder, head })
     }
