@@ -1,6 +1,7 @@
 //! Subcommands. Each lives in its own file with its `Args` and `run`.
 
 mod encode;
+mod eval;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -17,6 +18,8 @@ pub struct Cli {
 enum Command {
     /// Train an agent with recurrent PPO on a built-in environment.
     Train(train::Args),
+    /// Evaluate a training checkpoint with deterministic acting.
+    Eval(eval::Args),
     /// Embed texts with an OLMoE checkpoint folder.
     Encode(encode::Args),
 }
@@ -25,6 +28,7 @@ enum Command {
 pub fn run(cli: Cli) -> factored_rl::Result<()> {
     match cli.command {
         Command::Train(args) => train::run(args),
+        Command::Eval(args) => eval::run(args),
         Command::Encode(args) => encode::run(args),
     }
 }

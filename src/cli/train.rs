@@ -71,14 +71,14 @@ pub fn settings(
     })
 }
 
-fn metrics_row(log: &UpdateLog, elapsed: f64) -> Vec<(String, String)> {
+fn metrics_row(log: &UpdateLog, elapsed: f64, steps_this_session: usize) -> Vec<(String, String)> {
     let mut row = vec![
         ("iteration".to_string(), log.iteration.to_string()),
         ("global_step".into(), log.global_step.to_string()),
         ("elapsed_s".into(), format!("{elapsed:.2}")),
         (
             "steps_per_s".into(),
-            format!("{:.1}", log.global_step as f64 / elapsed.max(1e-9)),
+            format!("{:.1}", steps_this_session as f64 / elapsed.max(1e-9)),
         ),
         ("episodes".into(), log.episodes.to_string()),
         ("mean_return".into(), format!("{:.4}", log.mean_return)),
@@ -113,55 +113,65 @@ fn metrics_row(log: &UpdateLog, elapsed: f64) -> Vec<(String, String)> {
     row
 }
 
+/// Iterations between checkpoints (a checkpoint is also written at the end).
+const CHECKPOINT_EVERY: usize = 10;
+
 /// Runs `train`.
 pub fn run(args: Args) -> Result<()> {
-    let settings = settings(
-        &args.env,
-        args.seed,
-        args.config.as_ref(),
-        &EnvConfigs::default(),
-    )?;
-    let env_configs = settings.env.clone();
-    let total_steps = args.steps.unwrap_or(settings.total_steps);
     let out = args
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("runs/{}-seed{}", args.env, args.seed)));
-    std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
-    if args.resume {
-        return Err(Error::invalid(
-            "--resume",
-            "checkpoints are not supported yet",
-        ));
-    }
-    let envs = make_vec_env(
-        &args.env,
-        &env_configs,
-        settings.ppo.num_envs,
-        settings.ppo.seed,
-    )?;
-    let mut trainer = PpoTrainer::new(
-        &settings.network,
-        settings.ppo.clone(),
-        envs,
-        &default_device(),
-    )?;
-    let mut csv = MetricsCsv::create(out.join("metrics.csv"), false)?;
+    let checkpoint_dir = out.join("checkpoint");
+    let device = default_device();
+    let (mut trainer, mut settings) = if args.resume {
+        let (trainer, meta) = PpoTrainer::resume(&checkpoint_dir, &args.env, &device)?;
+        (trainer, meta.settings)
+    } else {
+        let settings = settings(
+            &args.env,
+            args.seed,
+            args.config.as_ref(),
+            &EnvConfigs::default(),
+        )?;
+        std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
+        let envs = make_vec_env(
+            &args.env,
+            &settings.env,
+            settings.ppo.num_envs,
+            settings.ppo.seed,
+        )?;
+        let trainer = PpoTrainer::new(&settings.network, settings.ppo.clone(), envs, &device)?;
+        (trainer, settings)
+    };
+    // The run's length is part of its settings (learning-rate annealing depends on it): a resumed
+    // run keeps the stored length unless --steps changes it.
+    settings.total_steps = args.steps.unwrap_or(settings.total_steps);
+    let total_steps = settings.total_steps;
+    let mut csv = MetricsCsv::create(out.join("metrics.csv"), args.resume)?;
 
     let bar = ProgressBar::new(total_steps as u64);
     bar.set_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} env steps  {per_sec}  {msg}")
             .expect("a valid template"),
     );
+    bar.set_position(trainer.progress().global_step as u64);
     let start = Instant::now();
-    trainer.train(total_steps, |_, log| {
+    let resumed_at = trainer.progress().global_step;
+    trainer.train(total_steps, |trainer, log| {
         bar.set_position(log.global_step as u64);
         let success = log
             .success_rate
             .map_or(String::new(), |s| format!(" success {:.0}%", 100.0 * s));
         bar.set_message(format!("mean return {:.2}{success}", log.mean_return));
-        csv.append(&metrics_row(log, start.elapsed().as_secs_f64()))
+        let elapsed = start.elapsed().as_secs_f64();
+        csv.append(&metrics_row(log, elapsed, log.global_step - resumed_at))?;
+        if log.iteration % CHECKPOINT_EVERY == 0 {
+            trainer.save_checkpoint(&checkpoint_dir, &args.env, &settings)?;
+        }
+        Ok(())
     })?;
+    trainer.save_checkpoint(&checkpoint_dir, &args.env, &settings)?;
     bar.finish();
 
     let steps = csv.column("global_step")?;
@@ -169,7 +179,7 @@ pub fn run(args: Args) -> Result<()> {
     let points = steps.into_iter().zip(returns).collect();
     plot_curve(
         &out.join("curve.png"),
-        &format!("{}: recurrent PPO, seed {}", args.env, args.seed),
+        &format!("{}: recurrent PPO, seed {}", args.env, settings.ppo.seed),
         "env steps",
         "mean return (last 100 episodes)",
         &[("train", points)],
@@ -177,9 +187,9 @@ pub fn run(args: Args) -> Result<()> {
     let report = evaluate_deterministic(
         trainer.policy(),
         &args.env,
-        &env_configs,
+        &settings.env,
         settings.eval_episodes,
-        1_000_000 + args.seed,
+        EVAL_SEED,
         trainer.observation_normalizer(),
     )?;
     println!(
@@ -188,3 +198,6 @@ pub fn run(args: Args) -> Result<()> {
     );
     Ok(())
 }
+
+/// Seed of the evaluation environments (fixed, so runs and `eval` are comparable).
+pub const EVAL_SEED: u64 = 1_000_000;

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use super::presets::TrainSettings;
 use super::trainer::{PpoTrainer, TrainerProgress};
 use crate::checkpoint::write_atomic;
-use crate::env::{EnvConfigs, VecBatch, make_vec_env};
+use crate::env::{VecBatch, make_vec_env};
 use crate::error::{Error, Result};
 use crate::nn::LstmState;
 use crate::policy::FactoredRecurrentActorCritic;
@@ -38,8 +38,6 @@ pub struct TrainerCheckpoint {
     pub format_version: u32,
     /// The environment's name.
     pub env: String,
-    /// The environments' configuration.
-    pub env_configs: EnvConfigs,
     /// The run's settings.
     pub settings: TrainSettings,
     /// Progress and normalization statistics.
@@ -123,13 +121,7 @@ impl PpoTrainer {
     ///
     /// # Errors
     /// [`Error::Io`]; [`Error::Invalid`] when an environment does not support snapshots.
-    pub fn save_checkpoint(
-        &self,
-        dir: &Path,
-        env: &str,
-        env_configs: &EnvConfigs,
-        settings: &TrainSettings,
-    ) -> Result<()> {
+    pub fn save_checkpoint(&self, dir: &Path, env: &str, settings: &TrainSettings) -> Result<()> {
         let tmp = with_suffix(dir, "tmp");
         let _ = std::fs::remove_dir_all(&tmp);
         self.policy().save(&tmp)?;
@@ -142,7 +134,6 @@ impl PpoTrainer {
         let meta = TrainerCheckpoint {
             format_version: FORMAT_VERSION,
             env: env.to_string(),
-            env_configs: env_configs.clone(),
             settings: settings.clone(),
             progress: self.progress().clone(),
             batch: self.next_batch().clone(),
@@ -177,7 +168,7 @@ impl PpoTrainer {
         }
         let mut envs = make_vec_env(
             env,
-            &meta.env_configs,
+            &meta.settings.env,
             meta.settings.ppo.num_envs,
             meta.settings.ppo.seed,
         )?;
