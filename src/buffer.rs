@@ -334,6 +334,12 @@ impl RolloutBuffer {
         &self.values
     }
 
+    /// Time-major `[steps, envs]` actions of head `head` (empty for an unknown head).
+    pub fn actions(&self, head: usize) -> &[usize] {
+        let cells = self.len * self.shape.num_envs;
+        self.actions.get(head).map_or(&[], |a| &a[..cells])
+    }
+
     /// Time-major `[steps, envs]` rewards.
     pub fn rewards(&self) -> &[f32] {
         &self.rewards

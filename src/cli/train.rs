@@ -110,6 +110,9 @@ fn metrics_row(log: &UpdateLog, elapsed: f64, steps_this_session: usize) -> Vec<
     for (head, k) in &log.head_kl {
         row.push((format!("kl_{head}"), format!("{k:.5}")));
     }
+    for (op, f) in log.op_fractions.iter().enumerate() {
+        row.push((format!("op_frac_{op}"), format!("{f:.4}")));
+    }
     row
 }
 

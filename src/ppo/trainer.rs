@@ -62,6 +62,8 @@ pub struct UpdateLog {
     pub head_kl: Vec<(String, f32)>,
     /// Minibatch steps taken (fewer than epochs × minibatches after an early stop).
     pub minibatch_steps: usize,
+    /// Fraction of the rollout's steps that chose each op.
+    pub op_fractions: Vec<f32>,
     /// Whether the KL early stop ended this update.
     pub early_stopped: bool,
     /// Episodes that ended during the rollout.
@@ -313,6 +315,11 @@ impl PpoTrainer {
             self.config.learning_rate
         };
         let mut log = self.update(&mut rng, learning_rate)?;
+        let space = &self.envs.spec().action_space;
+        let ops = self.buffer.actions(space.op_index());
+        log.op_fractions = (0..space.num_ops())
+            .map(|op| ops.iter().filter(|&&o| o == op).count() as f32 / ops.len().max(1) as f32)
+            .collect();
         self.progress.iteration = iteration;
         log.iteration = iteration;
         log.global_step = self.progress.global_step;
@@ -633,6 +640,7 @@ impl PpoTrainer {
                 .zip(stats.approx_kl_per_head.iter().map(|k| k / count))
                 .collect(),
             minibatch_steps: steps,
+            op_fractions: Vec::new(),
             early_stopped,
             episodes: 0,
             mean_return: 0.0,

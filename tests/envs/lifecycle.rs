@@ -31,6 +31,15 @@ fn slot_feature(observation: &Observation, s: usize, k: usize) -> f32 {
     observation.features[NUM_GLOBAL_FEATURES + s * NUM_SLOT_FEATURES + k]
 }
 
+/// The manual mechanics: ADVANCE starts blending, and a seed can be pruned from germination on.
+fn manual() -> LifecycleConfig {
+    LifecycleConfig {
+        auto_blend: false,
+        prune_only_blended: false,
+        ..LifecycleConfig::default()
+    }
+}
+
 fn close(a: f32, b: f32) -> bool {
     (a - b).abs() <= 1e-5
 }
@@ -62,7 +71,7 @@ fn spec_matches_the_reference_network_preset() {
 /// default constants written out here.
 #[test]
 fn a_seed_lifecycle_follows_the_documented_formulas() {
-    let config = LifecycleConfig::default();
+    let config = manual();
     let (seed_gain, active_rent, fossil_rent, shock_cost) = (0.08f32, 0.02f32, 0.005f32, 1.0f32);
     assert_eq!(
         (
@@ -140,7 +149,7 @@ fn a_seed_lifecycle_follows_the_documented_formulas() {
 
 #[test]
 fn pruning_a_blended_seed_fades_it_out() {
-    let mut env = Lifecycle::new(LifecycleConfig::default()).unwrap();
+    let mut env = Lifecycle::new(manual()).unwrap();
     env.reset(Some(8));
     let quality = env.hidden_qualities()[0];
     env.step(&action(GERMINATE, 0, 0, LINEAR_ADD)).unwrap();
@@ -381,8 +390,10 @@ proptest! {
     /// Long random rollouts: every mask row (and every row once an allowed op is chosen) allows
     /// something, and the op mask says exactly which ops apply to some slot.
     #[test]
-    fn masks_are_never_empty_and_match_the_state(seed in any::<u64>()) {
-        let mut env = Lifecycle::new(LifecycleConfig::default()).unwrap();
+    fn masks_are_never_empty_and_match_the_state(seed in any::<u64>(), use_manual in any::<bool>()) {
+        let config = if use_manual { manual() } else { LifecycleConfig::default() };
+        let early_prune = !config.prune_only_blended;
+        let mut env = Lifecycle::new(config).unwrap();
         let mut policy = RandomPolicy::new(seed ^ 0x5eed);
         let space = ActionSpace::reference();
         let reset = env.reset(Some(seed));
@@ -395,10 +406,11 @@ proptest! {
             prop_assert_eq!(masks[OP][FOSSILIZE] , stages.contains(&Some(Stage::Holding)) && masks[OP][FOSSILIZE]);
             prop_assert_eq!(
                 masks[OP][PRUNE],
-                stages.iter().any(|s| matches!(
-                    s,
-                    Some(Stage::Germinated | Stage::Training | Stage::Blending | Stage::Holding)
-                ))
+                stages.iter().any(|s| match s {
+                    Some(Stage::Germinated | Stage::Training) => early_prune,
+                    Some(Stage::Blending | Stage::Holding) => true,
+                    _ => false,
+                })
             );
             for s in 0..3 {
                 let can_advance = slot_feature(&observation, s, slot::CAN_ADVANCE) == 1.0;
@@ -496,4 +508,31 @@ fn policies_reject_inputs_of_the_wrong_shape() {
             ..
         })
     ));
+}
+
+/// With `auto_blend` (the default) a trained seed starts blending by itself, and with
+/// `prune_only_blended` (the default) PRUNE applies only from then on.
+#[test]
+fn default_mechanics_blend_automatically_and_prune_only_blended_seeds() {
+    let config = LifecycleConfig::default();
+    assert!(config.auto_blend && config.prune_only_blended);
+    let mut env = Lifecycle::new(config).unwrap();
+    env.reset(Some(5));
+    // NORMAL tempo: one germination step, then four training steps.
+    let step = env.step(&action(GERMINATE, 2, 4, LINEAR_ADD)).unwrap();
+    assert_eq!(env.stage(2), Some(Stage::Training));
+    assert!(!step.masks[OP][PRUNE], "a training seed cannot be pruned");
+    for _ in 0..3 {
+        let masks = env.step(&wait()).unwrap().masks;
+        assert_eq!(env.stage(2), Some(Stage::Training));
+        assert!(!masks[OP][PRUNE]);
+    }
+    let step = env.step(&wait()).unwrap();
+    assert_eq!(
+        env.stage(2),
+        Some(Stage::Blending),
+        "trained: blending without ADVANCE"
+    );
+    assert!(slot_feature(&step.observation, 2, slot::ALPHA) > 0.0);
+    assert!(step.masks[OP][PRUNE]);
 }

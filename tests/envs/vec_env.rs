@@ -237,7 +237,11 @@ fn bad_actions_are_named_and_leave_every_env_untouched() {
 
 #[test]
 fn masks_given_ops_fold_in_conditional_masks_and_static_rules() {
-    let mut vec_env = make_vec_env("lifecycle", &EnvConfigs::default(), 2, 3).unwrap();
+    // The manual mechanics, where a freshly germinated seed can be pruned.
+    let mut configs = EnvConfigs::default();
+    configs.lifecycle.prune_only_blended = false;
+    configs.lifecycle.auto_blend = false;
+    let mut vec_env = make_vec_env("lifecycle", &configs, 2, 3).unwrap();
     let batch = vec_env.reset().unwrap();
     let space = vec_env.spec().action_space.clone();
     // Env 0 germinates in slot 1; env 1 waits.

@@ -94,6 +94,10 @@ pub struct LifecycleConfig {
     /// decision, which gives a policy learning from scratch a short credit-assignment path to the
     /// blueprint choice; pruning by telemetry and fossilizing remain the agent's job.
     pub auto_blend: bool,
+    /// PRUNE applies only once a seed has started blending. Pruning a seed that has not touched
+    /// the host only undoes the germination; under a policy still exploring at random it removes most
+    /// seeds before their quality shows, which starves the blueprint choice of any signal.
+    pub prune_only_blended: bool,
 }
 
 impl Default for LifecycleConfig {
@@ -112,6 +116,7 @@ impl Default for LifecycleConfig {
             blueprint_priors: DEFAULT_BLUEPRINT_PRIORS.to_vec(),
             germination_steps: 1,
             auto_blend: true,
+            prune_only_blended: true,
             min_holding_steps: 2,
         }
     }

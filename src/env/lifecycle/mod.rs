@@ -153,7 +153,7 @@ impl Lifecycle {
             WAIT => true,
             GERMINATE => seed.is_none(),
             SET_ALPHA_TARGET => seed.is_some_and(Seed::can_set_alpha),
-            PRUNE => seed.is_some_and(Seed::can_prune),
+            PRUNE => seed.is_some_and(|s| s.can_prune(self.config.prune_only_blended)),
             FOSSILIZE => seed.is_some_and(|s| s.can_fossilize(self.config.min_holding_steps)),
             ADVANCE => seed.is_some_and(Seed::can_advance),
             _ => false,
@@ -203,6 +203,7 @@ impl Lifecycle {
             &self.slots,
             self.config.max_steps,
             self.config.min_holding_steps,
+            self.config.prune_only_blended,
         );
         let categorical = self
             .slots

@@ -105,6 +105,7 @@ pub(crate) fn write_features(
     slots: &[Option<Seed>; NUM_SLOTS],
     max_steps: usize,
     min_holding_steps: usize,
+    prune_only_blended: bool,
 ) {
     out.clear();
     out.resize(NUM_FEATURES, 0.0);
@@ -148,7 +149,7 @@ pub(crate) fn write_features(
         f[slot::CURVE] = seed.curve as f32 / 4.0;
         f[slot::CAN_ADVANCE] = f32::from(u8::from(seed.can_advance()));
         f[slot::CAN_FOSSILIZE] = f32::from(u8::from(seed.can_fossilize(min_holding_steps)));
-        f[slot::CAN_PRUNE] = f32::from(u8::from(seed.can_prune()));
+        f[slot::CAN_PRUNE] = f32::from(u8::from(seed.can_prune(prune_only_blended)));
         f[slot::TRAINING_LEFT] = seed.training_steps_left() as f32 / 6.0;
     }
 }

@@ -201,12 +201,13 @@ impl Seed {
         self.stage == Stage::Holding && self.steps_in_stage >= min_holding_steps
     }
 
-    /// Whether PRUNE applies.
-    pub fn can_prune(&self) -> bool {
-        matches!(
-            self.stage,
-            Stage::Germinated | Stage::Training | Stage::Blending | Stage::Holding
-        )
+    /// Whether PRUNE applies (with `only_blended`, not before the seed has started blending).
+    pub fn can_prune(&self, only_blended: bool) -> bool {
+        match self.stage {
+            Stage::Germinated | Stage::Training => !only_blended,
+            Stage::Blending | Stage::Holding => true,
+            Stage::Fossilized | Stage::Pruning => false,
+        }
     }
 
     /// Whether SET_ALPHA_TARGET applies.
