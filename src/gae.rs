@@ -132,15 +132,36 @@ pub fn compute_gae(
     advantages: &mut [f32],
     returns: &mut [f32],
 ) -> Result<()> {
-    let steps = inputs.validate()?;
     let n = inputs.num_envs;
-    for (name, out) in [("advantages", advantages.len()), ("returns", returns.len())] {
-        if out != steps * n {
-            return Err(shape_error(name, n, steps, out));
+    let steps = inputs.rewards.len() / n.max(1);
+    let shapes_fit = n > 0
+        && steps > 0
+        && [
+            inputs.values.len(),
+            inputs.terminated.len(),
+            inputs.truncated.len(),
+            inputs.terminal_values.len(),
+            advantages.len(),
+            returns.len(),
+        ]
+        .iter()
+        .all(|&len| len == steps * n)
+        && inputs.rewards.len() == steps * n
+        && inputs.last_values.len() == n;
+    if !shapes_fit {
+        inputs.validate()?;
+        for (name, out) in [("advantages", advantages.len()), ("returns", returns.len())] {
+            if out != steps * n {
+                return Err(shape_error(name, n, steps, out));
+            }
         }
     }
     let GaeParams { gamma, lambda } = params;
+    let gamma_lambda = gamma * lambda;
     let mut next_advantage = vec![0.0f32; n];
+    // Non-finite inputs propagate into the advantages; they are detected once at the end (a single
+    // flag instead of a validation pass per field) and then named by `validate`.
+    let mut finite = true;
     for t in (0..steps).rev() {
         let row = t * n..(t + 1) * n;
         let next_values = if t + 1 < steps {
@@ -148,23 +169,40 @@ pub fn compute_gae(
         } else {
             inputs.last_values
         };
-        for (e, i) in row.enumerate() {
-            let terminated = inputs.terminated[i];
-            let truncated = inputs.truncated[i];
+        let cells = advantages[row.clone()]
+            .iter_mut()
+            .zip(&mut returns[row.clone()])
+            .zip(&inputs.rewards[row.clone()])
+            .zip(&inputs.values[row.clone()])
+            .zip(&inputs.terminated[row.clone()])
+            .zip(&inputs.truncated[row.clone()])
+            .zip(&inputs.terminal_values[row])
+            .zip(next_values)
+            .zip(&mut next_advantage);
+        for ((((((((adv, ret), &r), &v), &terminated), &truncated), &terminal), &v_next), next) in
+            cells
+        {
             let v_next = if terminated {
                 0.0
             } else if truncated {
-                inputs.terminal_values[i]
+                terminal
             } else {
-                next_values[e]
+                v_next
             };
             let continues = if terminated || truncated { 0.0 } else { 1.0 };
-            let delta = inputs.rewards[i] + gamma * v_next - inputs.values[i];
-            let advantage = delta + gamma * lambda * continues * next_advantage[e];
-            next_advantage[e] = advantage;
-            advantages[i] = advantage;
-            returns[i] = advantage + inputs.values[i];
+            let advantage = r + gamma * v_next - v + gamma_lambda * continues * *next;
+            finite &= advantage.is_finite();
+            *next = advantage;
+            *adv = advantage;
+            *ret = advantage + v;
         }
+    }
+    if !finite {
+        inputs.validate()?;
+        return Err(Error::NonFinite {
+            name: "advantages".into(),
+            row: advantages.iter().position(|a| !a.is_finite()).unwrap_or(0),
+        });
     }
     Ok(())
 }
