@@ -446,6 +446,48 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(config())]
+
+    /// (g) The host actor (acting on the CPU without burn) decides exactly what the burn path
+    /// decides, with the same log-probs, values and next state.
+    #[test]
+    fn host_actor_acts_like_the_network(case in case()) {
+        let r = run(&case);
+        let host_actor = r.net.host_actor();
+        let mut state = host_actor.initial_state(case.batch);
+        if case.state_seed.is_some() {
+            // The same random initial state the burn path used.
+            let dims = [case.config.num_lstm_layers, case.batch, case.config.d_hidden];
+            let n: usize = dims.iter().product();
+            let mut rng = StdRng::seed_from_u64(case.state_seed.unwrap());
+            state.hidden = factored_rl::nn::init::normal(n, 0.0, 1.0, &mut rng);
+            state.cell = factored_rl::nn::init::normal(n, 0.0, 1.0, &mut rng);
+        }
+        let input = ActInput {
+            observations: &case.observations,
+            categorical: &case.categorical,
+            masks: &case.masks,
+            conditional_masks: &case.conditional,
+            episode_starts: &case.episode_starts,
+        };
+        let mut rng = StdRng::seed_from_u64(case.act_seed);
+        let out = host_actor.act(&input, &state, case.mode, &mut rng).unwrap();
+        prop_assert_eq!(&out.actions, &r.act.actions);
+        prop_assert_eq!(&out.masks, &r.act.masks);
+        let close = |a: &[f32], b: &[f32]| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() <= TOL);
+        prop_assert!(close(&out.values, &r.act.values));
+        prop_assert!(close(&out.q_values, &r.act.q_values));
+        prop_assert!(close(&out.op_probs, &r.act.op_probs));
+        for (a, b) in out.log_probs.iter().zip(&r.act.log_probs) {
+            prop_assert!(close(a, b));
+        }
+        let burn_state = host_state(&r.act.state);
+        let host_next: Vec<f32> = out.state.hidden.iter().chain(&out.state.cell).copied().collect();
+        prop_assert!(close(&host_next, &burn_state));
+    }
+}
+
 fn host_state(state: &LstmState) -> Vec<f32> {
     let mut v = state.hidden.to_data().try_into_vec_as::<f32>().unwrap();
     v.extend(state.cell.to_data().try_into_vec_as::<f32>().unwrap());

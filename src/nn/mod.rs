@@ -1,5 +1,6 @@
 //! Neural-network building blocks that burn does not provide with the semantics needed here.
 
+pub mod host;
 pub mod init;
 mod lstm;
 mod lstm_bptt;

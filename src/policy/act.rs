@@ -3,6 +3,7 @@ use rand::Rng;
 use rand::rngs::StdRng;
 
 use super::config::ValueMode;
+use crate::action_space::ActionSpace;
 use super::network::FactoredRecurrentActorCritic;
 use crate::distribution::{argmax_allowed, masked_log_softmax_row, sample_allowed};
 use crate::error::{Error, Result};
@@ -35,9 +36,11 @@ pub enum ActMode {
     Deterministic,
 }
 
-/// What one acting step decided, per row.
+/// What one acting step decided, per row; `S` is the recurrent state's type (device tensors for
+/// [`FactoredRecurrentActorCritic::act`], host vectors for
+/// [`HostActor::act`](super::HostActor::act)).
 #[derive(Debug, Clone)]
-pub struct ActOutput {
+pub struct ActOutput<S = LstmState> {
     /// `actions[head][row]`; `actions[op_index]` is [`ops`](Self::ops).
     pub actions: Vec<Vec<usize>>,
     /// `log_probs[head][row]`: log-probability of the chosen action under the mask actually used
@@ -56,7 +59,7 @@ pub struct ActOutput {
     /// `π(op | s)` for every op, `batch * num_ops` (0 for masked ops).
     pub op_probs: Vec<f32>,
     /// The recurrent state after the step.
-    pub state: LstmState,
+    pub state: S,
 }
 
 /// Decides the op of one row, once (SPEC §5): a draw from `rng` when one is given (stochastic
@@ -127,11 +130,10 @@ impl FactoredRecurrentActorCritic {
         &self,
         input: &ActInput<'_>,
         state: &LstmState,
-        mut rng: Option<&mut R>,
+        rng: Option<&mut R>,
     ) -> Result<ActOutput> {
         let batch = input.episode_starts.len();
-        self.check_masks(input.masks, batch)?;
-        self.check_conditional_masks(input.conditional_masks, batch)?;
+        check_masks(&self.space, input.masks, input.conditional_masks, batch)?;
         self.check_state(state, batch)?;
         let device = self.device();
         let inputs = self.encode_inputs(input.observations, input.categorical, batch)?;
@@ -149,149 +151,13 @@ impl FactoredRecurrentActorCritic {
         if let Some(v) = self.state_values(&trunk.features) {
             columns.push(v.unsqueeze_dim(1));
         }
-        let host = crate::distribution::to_host(&Tensor::cat(columns, 1));
-        let sizes = self.space.head_sizes();
-        let num_ops = self.space.num_ops();
-        let op_index = self.space.op_index();
-        let width = host.len() / batch;
-        let offsets: Vec<usize> = sizes
-            .iter()
-            .scan(0, |acc, &s| {
-                let start = *acc;
-                *acc += s;
-                Some(start)
-            })
-            .collect();
-        let q_offset = sizes.iter().sum::<usize>();
-
-        let mut out = ActOutput {
-            actions: vec![Vec::with_capacity(batch); sizes.len()],
-            log_probs: vec![Vec::with_capacity(batch); sizes.len()],
-            masks: input.masks.to_vec(),
-            values: Vec::with_capacity(batch),
-            ops: Vec::with_capacity(batch),
-            q_values: Vec::with_capacity(batch * num_ops),
-            op_probs: Vec::with_capacity(batch * num_ops),
-            state: trunk.state,
-        };
-        let mut log_probs = vec![0.0f32; *sizes.iter().max().unwrap_or(&1)];
-        for row in 0..batch {
-            let values = &host[row * width..(row + 1) * width];
-            let q = &values[q_offset..q_offset + num_ops];
-            let op_mask = &input.masks[op_index][row * num_ops..(row + 1) * num_ops];
-            let op_lp = &mut log_probs[..num_ops];
-            masked_log_softmax_row(
-                &values[offsets[op_index]..offsets[op_index] + num_ops],
-                op_mask,
-                op_lp,
-            );
-            let op = select_op(op_lp, op_mask, rng.as_deref_mut());
-            let op_probs = op_lp
-                .iter()
-                .zip(op_mask)
-                .map(|(lp, &m)| if m { lp.exp() } else { 0.0 });
-            let start = out.op_probs.len();
-            out.op_probs.extend(op_probs);
-            let value = match self.config.value_mode {
-                ValueMode::SelectedOp => q[op],
-                ValueMode::ExpectedOp => out.op_probs[start..]
-                    .iter()
-                    .zip(q)
-                    .map(|(p, q)| p * q)
-                    .sum(),
-                ValueMode::StateValue => values[q_offset + num_ops],
-            };
-            out.q_values.extend_from_slice(q);
-            out.values.push(value);
-            out.ops.push(op);
-            out.actions[op_index].push(op);
-            out.log_probs[op_index].push(op_lp[op]);
-
-            for (head, &size) in sizes.iter().enumerate() {
-                if head == op_index {
-                    continue;
-                }
-                let mask = &mut out.masks[head][row * size..(row + 1) * size];
-                self.space.restrict_mask_row(head, op, mask);
-                if let Some(conditional) =
-                    input.conditional_masks.get(head).filter(|c| !c.is_empty())
-                {
-                    let start = (row * num_ops + op) * size;
-                    for (m, &c) in mask.iter_mut().zip(&conditional[start..start + size]) {
-                        *m &= c;
-                    }
-                }
-                if !mask.iter().any(|&m| m) {
-                    return Err(Error::EmptyMask {
-                        head: self.space.heads()[head].name.clone(),
-                        row,
-                    });
-                }
-                let lp = &mut log_probs[..size];
-                masked_log_softmax_row(&values[offsets[head]..offsets[head] + size], mask, lp);
-                let action = match rng.as_deref_mut() {
-                    Some(rng) => {
-                        let probs: Vec<f32> = lp.iter().map(|l| l.exp()).collect();
-                        sample_allowed(&probs, mask, rng)
-                    }
-                    None => argmax_allowed(lp, mask),
-                };
-                out.actions[head].push(action);
-                out.log_probs[head].push(lp[action]);
-            }
-        }
-        Ok(out)
+        let outputs = crate::distribution::to_host(&Tensor::cat(columns, 1));
+        decide(&self.space, self.config.value_mode, input, &outputs, rng, trunk.state)
     }
 
     /// Checks per-head mask lengths and that no row is empty.
     pub(crate) fn check_masks(&self, masks: &[Vec<bool>], rows: usize) -> Result<()> {
-        if masks.len() != self.space.num_heads() {
-            return Err(Error::WrongLength {
-                what: "per-head masks".into(),
-                expected: self.space.num_heads(),
-                found: masks.len(),
-            });
-        }
-        for (mask, head) in masks.iter().zip(self.space.heads()) {
-            if mask.len() != rows * head.size {
-                return Err(Error::ShapeMismatch {
-                    name: format!("mask of head `{}`", head.name),
-                    expected: vec![rows, head.size],
-                    found: vec![mask.len()],
-                });
-            }
-            if let Some(row) = crate::distribution::first_empty_row(mask, head.size) {
-                return Err(Error::EmptyMask {
-                    head: head.name.clone(),
-                    row,
-                });
-            }
-        }
-        Ok(())
-    }
-
-    fn check_conditional_masks(&self, conditional: &[Vec<bool>], rows: usize) -> Result<()> {
-        if conditional.is_empty() {
-            return Ok(());
-        }
-        if conditional.len() != self.space.num_heads() {
-            return Err(Error::WrongLength {
-                what: "per-head conditional masks".into(),
-                expected: self.space.num_heads(),
-                found: conditional.len(),
-            });
-        }
-        let num_ops = self.space.num_ops();
-        for (mask, head) in conditional.iter().zip(self.space.heads()) {
-            if !mask.is_empty() && mask.len() != rows * num_ops * head.size {
-                return Err(Error::ShapeMismatch {
-                    name: format!("conditional mask of head `{}`", head.name),
-                    expected: vec![rows, num_ops, head.size],
-                    found: vec![mask.len()],
-                });
-            }
-        }
-        Ok(())
+        check_masks(&self.space, masks, &[], rows)
     }
 
     pub(crate) fn check_state(&self, state: &LstmState, batch: usize) -> Result<()> {
@@ -310,4 +176,146 @@ impl FactoredRecurrentActorCritic {
         }
         Ok(())
     }
+}
+
+/// The decision of every row from the network's raw outputs, on the host: [`select_op`], the
+/// value for that op, then every other head under its op-conditioned masks.
+///
+/// # Shapes
+/// - `outputs`: `batch * width`, each row `[logits of every head | Q(s, ·) | V(s) if any]`
+pub(crate) fn decide<R: Rng + ?Sized, S>(
+    space: &ActionSpace,
+    value_mode: ValueMode,
+    input: &ActInput<'_>,
+    outputs: &[f32],
+    mut rng: Option<&mut R>,
+    state: S,
+) -> Result<ActOutput<S>> {
+    let batch = input.episode_starts.len();
+    let sizes = space.head_sizes();
+    let num_ops = space.num_ops();
+    let op_index = space.op_index();
+    let width = outputs.len() / batch.max(1);
+    let offsets: Vec<usize> = sizes
+        .iter()
+        .scan(0, |acc, &s| {
+            let start = *acc;
+            *acc += s;
+            Some(start)
+        })
+        .collect();
+    let q_offset = sizes.iter().sum::<usize>();
+    let mut out = ActOutput {
+        actions: vec![Vec::with_capacity(batch); sizes.len()],
+        log_probs: vec![Vec::with_capacity(batch); sizes.len()],
+        masks: input.masks.to_vec(),
+        values: Vec::with_capacity(batch),
+        ops: Vec::with_capacity(batch),
+        q_values: Vec::with_capacity(batch * num_ops),
+        op_probs: Vec::with_capacity(batch * num_ops),
+        state,
+    };
+    let mut log_probs = vec![0.0f32; *sizes.iter().max().unwrap_or(&1)];
+    let mut probs = vec![0.0f32; log_probs.len()];
+    for row in 0..batch {
+        let values = &outputs[row * width..(row + 1) * width];
+        let q = &values[q_offset..q_offset + num_ops];
+        let op_mask = &input.masks[op_index][row * num_ops..(row + 1) * num_ops];
+        let op_lp = &mut log_probs[..num_ops];
+        masked_log_softmax_row(&values[offsets[op_index]..offsets[op_index] + num_ops], op_mask, op_lp);
+        let op = select_op(op_lp, op_mask, rng.as_deref_mut());
+        let start = out.op_probs.len();
+        out.op_probs
+            .extend(op_lp.iter().zip(op_mask).map(|(lp, &m)| if m { lp.exp() } else { 0.0 }));
+        let value = match value_mode {
+            ValueMode::SelectedOp => q[op],
+            ValueMode::ExpectedOp => out.op_probs[start..].iter().zip(q).map(|(p, q)| p * q).sum(),
+            ValueMode::StateValue => values[q_offset + num_ops],
+        };
+        out.q_values.extend_from_slice(q);
+        out.values.push(value);
+        out.ops.push(op);
+        out.actions[op_index].push(op);
+        out.log_probs[op_index].push(op_lp[op]);
+
+        for (head, &size) in sizes.iter().enumerate() {
+            if head == op_index {
+                continue;
+            }
+            let mask = &mut out.masks[head][row * size..(row + 1) * size];
+            space.restrict_mask_row(head, op, mask);
+            if let Some(conditional) = input.conditional_masks.get(head).filter(|c| !c.is_empty()) {
+                let start = (row * num_ops + op) * size;
+                for (m, &c) in mask.iter_mut().zip(&conditional[start..start + size]) {
+                    *m &= c;
+                }
+            }
+            if !mask.iter().any(|&m| m) {
+                return Err(Error::EmptyMask {
+                    head: space.heads()[head].name.clone(),
+                    row,
+                });
+            }
+            let lp = &mut log_probs[..size];
+            masked_log_softmax_row(&values[offsets[head]..offsets[head] + size], mask, lp);
+            let action = match rng.as_deref_mut() {
+                Some(rng) => {
+                    let p = &mut probs[..size];
+                    p.iter_mut().zip(lp.iter()).for_each(|(p, l)| *p = l.exp());
+                    sample_allowed(p, mask, rng)
+                }
+                None => argmax_allowed(lp, mask),
+            };
+            out.actions[head].push(action);
+            out.log_probs[head].push(lp[action]);
+        }
+    }
+    Ok(out)
+}
+
+/// Checks per-head mask lengths (and that no row is empty) and the conditional masks' lengths.
+pub(crate) fn check_masks(space: &ActionSpace, masks: &[Vec<bool>], conditional: &[Vec<bool>], rows: usize) -> Result<()> {
+    if masks.len() != space.num_heads() {
+        return Err(Error::WrongLength {
+            what: "per-head masks".into(),
+            expected: space.num_heads(),
+            found: masks.len(),
+        });
+    }
+    for (mask, head) in masks.iter().zip(space.heads()) {
+        if mask.len() != rows * head.size {
+            return Err(Error::ShapeMismatch {
+                name: format!("mask of head `{}`", head.name),
+                expected: vec![rows, head.size],
+                found: vec![mask.len()],
+            });
+        }
+        if let Some(row) = crate::distribution::first_empty_row(mask, head.size) {
+            return Err(Error::EmptyMask {
+                head: head.name.clone(),
+                row,
+            });
+        }
+    }
+    if conditional.is_empty() {
+        return Ok(());
+    }
+    if conditional.len() != space.num_heads() {
+        return Err(Error::WrongLength {
+            what: "per-head conditional masks".into(),
+            expected: space.num_heads(),
+            found: conditional.len(),
+        });
+    }
+    let num_ops = space.num_ops();
+    for (mask, head) in conditional.iter().zip(space.heads()) {
+        if !mask.is_empty() && mask.len() != rows * num_ops * head.size {
+            return Err(Error::ShapeMismatch {
+                name: format!("conditional mask of head `{}`", head.name),
+                expected: vec![rows, num_ops, head.size],
+                found: vec![mask.len()],
+            });
+        }
+    }
+    Ok(())
 }

@@ -9,9 +9,11 @@ mod backward;
 mod checkpoint;
 mod config;
 mod evaluate;
+mod host_actor;
 mod network;
 
 pub use act::{ActInput, ActMode, ActOutput, select_op};
 pub use config::{CategoricalInputConfig, FactoredRecurrentActorCriticConfig, ValueMode};
+pub use host_actor::{HostActor, HostLstmState};
 pub use evaluate::{EvaluateInput, Evaluation, SequenceOutput, Sequences};
 pub use network::{FactoredRecurrentActorCritic, Mlp};

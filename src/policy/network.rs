@@ -10,6 +10,9 @@ use crate::action_space::ActionSpace;
 use crate::error::{Error, Result};
 use crate::nn::{Lstm, LstmConfig, LstmInit, LstmState, init};
 
+/// The ε of both LayerNorms (PyTorch's default).
+pub(crate) const LAYER_NORM_EPSILON: f64 = 1e-5;
+
 /// A stack of `Linear` layers with ReLU between them (none after the last).
 #[derive(Module, Debug)]
 pub struct Mlp {
@@ -189,9 +192,13 @@ impl FactoredRecurrentActorCriticConfig {
         Ok(FactoredRecurrentActorCritic {
             embedding,
             feature,
-            feature_norm: LayerNormConfig::new(self.d_feature).init(device),
+            feature_norm: LayerNormConfig::new(self.d_feature)
+                .with_epsilon(LAYER_NORM_EPSILON)
+                .init(device),
             lstm,
-            lstm_norm: LayerNormConfig::new(self.d_hidden).init(device),
+            lstm_norm: LayerNormConfig::new(self.d_hidden)
+                .with_epsilon(LAYER_NORM_EPSILON)
+                .init(device),
             heads,
             critic,
             state_value,
@@ -250,62 +257,15 @@ impl FactoredRecurrentActorCritic {
         categorical: &[i64],
         rows: usize,
     ) -> Result<Tensor<2>> {
-        let d_obs = self.config.d_observation;
-        if observations.len() != rows * d_obs {
-            return Err(Error::ShapeMismatch {
-                name: "observations".into(),
-                expected: vec![rows, d_obs],
-                found: vec![observations.len()],
-            });
-        }
-        if let Some(i) = observations.iter().position(|v| !v.is_finite()) {
-            return Err(Error::NonFinite {
-                name: "observations".into(),
-                row: i / d_obs,
-            });
-        }
+        let indices = checked_inputs(&self.config, observations, categorical, rows)?;
         let device = self.device();
         let x = Tensor::<2>::from_data(
-            TensorData::new(observations.to_vec(), [rows, d_obs]),
+            TensorData::new(observations.to_vec(), [rows, self.config.d_observation]),
             &device,
         );
         let (Some(embedding), Some(cat)) = (&self.embedding, &self.config.categorical) else {
-            if !categorical.is_empty() {
-                return Err(Error::ShapeMismatch {
-                    name: "categorical (this network has no categorical inputs)".into(),
-                    expected: vec![rows, 0],
-                    found: vec![categorical.len()],
-                });
-            }
             return Ok(x);
         };
-        if categorical.len() != rows * cat.num_inputs {
-            return Err(Error::ShapeMismatch {
-                name: "categorical".into(),
-                expected: vec![rows, cat.num_inputs],
-                found: vec![categorical.len()],
-            });
-        }
-        let indices = categorical
-            .iter()
-            .enumerate()
-            .map(|(i, &v)| match v {
-                -1 if cat.null_entry => Ok(cat.vocab as i64),
-                v if (0..cat.vocab as i64).contains(&v) => Ok(v),
-                v => Err(Error::invalid(
-                    format!(
-                        "categorical[row {}][input {}]",
-                        i / cat.num_inputs,
-                        i % cat.num_inputs
-                    ),
-                    format!(
-                        "{v} is outside 0..{}{}",
-                        cat.vocab,
-                        if cat.null_entry { " (or -1)" } else { "" }
-                    ),
-                )),
-            })
-            .collect::<Result<Vec<_>>>()?;
         let indices =
             Tensor::<2, Int>::from_data(TensorData::new(indices, [rows, cat.num_inputs]), &device);
         let embedded = embedding.forward(indices).reshape([rows, cat.d_output()]);
@@ -387,4 +347,65 @@ impl FactoredRecurrentActorCritic {
             .as_ref()
             .map(|v| v.forward(features.clone()).squeeze_dim(1))
     }
+}
+
+/// Checks observations (size, finiteness) and categorical inputs (size, range) and returns the
+/// embedding-table row of every categorical input (−1 mapped to the null row).
+///
+/// # Shapes
+/// - `observations`: `rows * d_observation`; `categorical`: `rows * num_inputs`
+/// - output: `rows * num_inputs`
+pub(crate) fn checked_inputs(
+    config: &FactoredRecurrentActorCriticConfig,
+    observations: &[f32],
+    categorical: &[i64],
+    rows: usize,
+) -> Result<Vec<i64>> {
+    let d_obs = config.d_observation;
+    if observations.len() != rows * d_obs {
+        return Err(Error::ShapeMismatch {
+            name: "observations".into(),
+            expected: vec![rows, d_obs],
+            found: vec![observations.len()],
+        });
+    }
+    if let Some(i) = observations.iter().position(|v| !v.is_finite()) {
+        return Err(Error::NonFinite {
+            name: "observations".into(),
+            row: i / d_obs,
+        });
+    }
+    let Some(cat) = &config.categorical else {
+        if !categorical.is_empty() {
+            return Err(Error::ShapeMismatch {
+                name: "categorical (this network has no categorical inputs)".into(),
+                expected: vec![rows, 0],
+                found: vec![categorical.len()],
+            });
+        }
+        return Ok(Vec::new());
+    };
+    if categorical.len() != rows * cat.num_inputs {
+        return Err(Error::ShapeMismatch {
+            name: "categorical".into(),
+            expected: vec![rows, cat.num_inputs],
+            found: vec![categorical.len()],
+        });
+    }
+    categorical
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| match v {
+            -1 if cat.null_entry => Ok(cat.vocab as i64),
+            v if (0..cat.vocab as i64).contains(&v) => Ok(v),
+            v => Err(Error::invalid(
+                format!("categorical[row {}][input {}]", i / cat.num_inputs, i % cat.num_inputs),
+                format!(
+                    "{v} is outside 0..{}{}",
+                    cat.vocab,
+                    if cat.null_entry { " (or -1)" } else { "" }
+                ),
+            )),
+        })
+        .collect()
 }

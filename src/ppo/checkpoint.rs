@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use burn::module::Module;
 use burn::optim::AdamConfig;
-use burn::tensor::{Bytes, Device, Tensor, TensorData};
+use burn::tensor::{Bytes, Device};
 use serde::{Deserialize, Serialize};
 
 use super::presets::TrainSettings;
@@ -23,8 +23,7 @@ use super::trainer::{PpoTrainer, TrainerProgress};
 use crate::checkpoint::write_atomic;
 use crate::env::{VecBatch, make_vec_env};
 use crate::error::{Error, Result};
-use crate::nn::LstmState;
-use crate::policy::FactoredRecurrentActorCritic;
+use crate::policy::{FactoredRecurrentActorCritic, HostLstmState};
 
 /// The version of the `trainer.json` layout.
 const FORMAT_VERSION: u32 = 1;
@@ -184,11 +183,21 @@ impl PpoTrainer {
                 reason: e.to_string(),
             })?;
         let pc = &meta.settings.network;
-        let dims = [pc.num_lstm_layers, meta.settings.ppo.num_envs, pc.d_hidden];
-        let acting = device.clone().without_autodiff();
-        let state = LstmState {
-            hidden: Tensor::from_data(TensorData::new(meta.hidden.clone(), dims), &acting),
-            cell: Tensor::from_data(TensorData::new(meta.cell.clone(), dims), &acting),
+        let expected = pc.num_lstm_layers * meta.settings.ppo.num_envs * pc.d_hidden;
+        if meta.hidden.len() != expected || meta.cell.len() != expected {
+            return Err(Error::CheckpointMismatch {
+                path: dir.join(TRAINER_FILE),
+                reason: format!(
+                    "recurrent state of {} and {} values, expected {expected}",
+                    meta.hidden.len(),
+                    meta.cell.len()
+                ),
+            });
+        }
+        let state = HostLstmState {
+            batch: meta.settings.ppo.num_envs,
+            hidden: meta.hidden.clone(),
+            cell: meta.cell.clone(),
         };
         let trainer = Self::restored(
             policy.fork(&device.clone().autodiff()),

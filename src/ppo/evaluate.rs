@@ -1,6 +1,5 @@
 //! Deterministic evaluation: argmax everywhere, one episode per environment copy.
 
-use burn::module::Module;
 use serde::{Deserialize, Serialize};
 
 use super::normalize::RunningMeanStd;
@@ -43,7 +42,7 @@ pub fn evaluate_deterministic(
     if episodes == 0 {
         return Err(Error::invalid("episodes", "must be at least 1"));
     }
-    let policy = policy.valid();
+    let policy = policy.host_actor();
     let mut envs = make_vec_env(name, configs, episodes, seed)?;
     let space = envs.spec().action_space.clone();
     let mut batch = envs.reset()?;

@@ -28,7 +28,7 @@ use crate::gae::GaeParams;
 use crate::nn::LstmState;
 use crate::optim::clip_grad_norm;
 use crate::policy::{
-    ActInput, ActMode, EvaluateInput, FactoredRecurrentActorCritic,
+    ActInput, ActMode, EvaluateInput, HostActor, HostLstmState, FactoredRecurrentActorCritic,
     FactoredRecurrentActorCriticConfig, Sequences,
 };
 
@@ -113,7 +113,8 @@ pub struct PpoTrainer {
     envs: VecEnv,
     buffer: RolloutBuffer,
     batch: VecBatch,
-    state: LstmState,
+    /// The recurrent state the next rollout starts from (acting runs on the host).
+    state: HostLstmState,
     entropy_weights: Vec<f32>,
     progress: TrainerProgress,
 }
@@ -164,7 +165,7 @@ impl PpoTrainer {
     ) -> Result<Self> {
         let optimizer = AdamConfig::new().with_epsilon(config.adam_epsilon).init();
         let batch = envs.reset()?;
-        let state = policy.valid().initial_state(config.num_envs);
+        let state = policy.host_actor().initial_state(config.num_envs);
         let progress = TrainerProgress {
             iteration: 0,
             global_step: 0,
@@ -186,7 +187,7 @@ impl PpoTrainer {
         envs: VecEnv,
         optimizer: ModuleOptimizer,
         batch: VecBatch,
-        state: LstmState,
+        state: HostLstmState,
         progress: TrainerProgress,
     ) -> Result<Self> {
         config.validate()?;
@@ -257,7 +258,7 @@ impl PpoTrainer {
 
     /// The recurrent state the next rollout starts from, on the host.
     pub(crate) fn recurrent_state_host(&self) -> (Vec<f32>, Vec<f32>) {
-        (host(&self.state.hidden), host(&self.state.cell))
+        (self.state.hidden.clone(), self.state.cell.clone())
     }
 
     /// The configuration.
@@ -282,8 +283,8 @@ impl PpoTrainer {
         self.progress.obs_norm.as_ref()
     }
 
-    /// Runs iterations until `total_steps` env steps have been collected, calling `on_update`
-    /// after each.
+    /// Runs `total_steps / steps_per_rollout` iterations (at least one; never more env steps than
+    /// `total_steps` unless one rollout is larger), calling `on_update` after each.
     ///
     /// # Errors
     /// The errors of [`iterate`](Self::iterate) and of `on_update`.
@@ -292,7 +293,9 @@ impl PpoTrainer {
         total_steps: usize,
         mut on_update: impl FnMut(&Self, &UpdateLog) -> Result<()>,
     ) -> Result<()> {
-        let total_iterations = total_steps.div_ceil(self.config.steps_per_rollout());
+        // CleanRL's schedule: whole rollouts that fit in the budget (at least one), so a run never
+        // takes more env steps than it was given.
+        let total_iterations = (total_steps / self.config.steps_per_rollout()).max(1);
         while self.progress.iteration < total_iterations {
             let log = self.iterate(total_iterations)?;
             on_update(self, &log)?;
@@ -345,7 +348,9 @@ impl PpoTrainer {
     /// Collects one rollout into the buffer and computes advantages; returns the number of
     /// episodes that ended.
     fn collect(&mut self, rng: &mut StdRng) -> Result<usize> {
-        let actor = self.policy().valid();
+        // Acting runs on a host copy of the network, whatever the training device: a few rows per
+        // step are faster there than through a device's general matmuls (see `policy::HostActor`).
+        let actor = self.policy().host_actor();
         let n = self.config.num_envs;
         let space = self.envs.spec().action_space.clone();
         let num_heads = space.num_heads();
@@ -359,8 +364,8 @@ impl PpoTrainer {
             if self.config.reset_state_every_step {
                 self.batch.episode_starts.fill(true);
             }
-            let hidden = host(&self.state.hidden);
-            let cell = host(&self.state.cell);
+            let hidden = self.state.hidden.clone();
+            let cell = self.state.cell.clone();
             let input = ActInput {
                 observations: &observations,
                 categorical: &self.batch.categorical,
@@ -448,9 +453,9 @@ impl PpoTrainer {
     /// step produced (before any reset); 0 elsewhere.
     fn truncation_values(
         &self,
-        actor: &FactoredRecurrentActorCritic,
+        actor: &HostActor,
         step: &crate::env::VecStep,
-        state_after: &LstmState,
+        state_after: &HostLstmState,
     ) -> Result<Vec<f32>> {
         let n = self.config.num_envs;
         let mut values = vec![0.0; n];
@@ -483,18 +488,7 @@ impl PpoTrainer {
             }
         }
         let features = self.normalized(&features);
-        let device = state_after.hidden.device();
-        let index = Tensor::<1, burn::tensor::Int>::from_data(
-            TensorData::new(
-                rows.iter().map(|&r| r as i64).collect::<Vec<_>>(),
-                [rows.len()],
-            ),
-            &device,
-        );
-        let state = LstmState {
-            hidden: state_after.hidden.clone().select(1, index.clone()),
-            cell: state_after.cell.clone().select(1, index),
-        };
+        let state = state_after.select_rows(&rows);
         let bootstrap = actor.bootstrap_value(
             &ActInput {
                 observations: &features,
@@ -688,9 +682,6 @@ fn normalize(values: &mut [f32]) {
         .for_each(|v| *v = ((*v as f64 - mean) / std) as f32);
 }
 
-fn host(t: &Tensor<3>) -> Vec<f32> {
-    crate::distribution::to_host(t)
-}
 
 /// Checks that the network's inputs and heads fit the environment.
 fn check_fits(policy: &FactoredRecurrentActorCritic, envs: &VecEnv) -> Result<()> {
