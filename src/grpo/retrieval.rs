@@ -49,13 +49,14 @@ impl RetrievalEmbedder {
         }
     }
 
-    /// The `match_threshold` calibrated for this embedder (measured over 500 tasks on this
-    /// machine, see `docs/grpo.md` §8.3):
+    /// The `match_threshold` calibrated for this embedder (measured with the scripted policy
+    /// over 300–500 tasks on this machine; `docs/grpo.md` §8.3, `tests/grpo_retrieval.rs`):
     ///
     /// - `olmoe`, with the tiny_a fixture: a correction or retraction scores 0.854–0.985 against
-    ///   the entry it is about; the closest entry to small talk scores at most 0.878 (99 % below
-    ///   0.843), to a recap at most 0.877. 0.85 keeps every right match and drops almost every
-    ///   misplaced one. A real checkpoint has its own similarity scale and needs its own value.
+    ///   the entry it is about; the closest entry to small talk scores below 0.85 in 99.7 % of
+    ///   cases, to a recap request in about 80 % (at most 0.89). 0.85 keeps every right match;
+    ///   no value also rejects every recap. A real checkpoint has its own similarity scale and
+    ///   needs its own value.
     /// - `ngram`: 0.5 (corrections and retractions ≥ 0.575, small talk ≤ 0.382, recaps ≤ 0.475).
     pub fn match_threshold(self) -> f64 {
         match self {
