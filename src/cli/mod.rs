@@ -1,6 +1,7 @@
 //! Subcommands. Each lives in its own file with its `Args` and `run`.
 
 mod encode;
+mod grpo;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -19,6 +20,8 @@ enum Command {
     Train(train::Args),
     /// Embed texts with an OLMoE checkpoint folder.
     Encode(encode::Args),
+    /// Train a memory-operation policy (OLMoE encoder + action head) with GRPO.
+    Grpo(grpo::Args),
 }
 
 /// Runs the chosen subcommand.
@@ -26,5 +29,6 @@ pub fn run(cli: Cli) -> factored_rl::Result<()> {
     match cli.command {
         Command::Train(args) => train::run(args),
         Command::Encode(args) => encode::run(args),
+        Command::Grpo(args) => grpo::run(args),
     }
 }
