@@ -12,8 +12,9 @@
 //! - [`distribution`]: the masked categorical distribution and its product over heads.
 //! - [`nn`]: a PyTorch-exact multi-layer LSTM with per-row episode-start resets.
 //! - [`gae`]: generalized advantage estimation with terminations and truncations kept apart.
-//! - [`grpo`]: GRPO's group-relative advantages and loss (TRL semantics) and the text memory
-//!   environment its memory-operation policies train on.
+//! - [`grpo`]: GRPO's group-relative advantages and loss (TRL semantics), the text memory
+//!   environment its memory-operation policies train on, and the trainer over an OLMoE encoder
+//!   with a memory action head.
 #![warn(missing_docs)]
 
 pub mod action_space;

@@ -10,7 +10,7 @@ use super::retrieval::RetrievalEmbedder;
 use crate::error::{Error, Result};
 
 /// A GRPO run on the memory environment. `GrpoTrainerConfig::new()` holds defaults measured to
-/// learn on this task with the tiny_a fixture (see `docs/grpo.md` §9); serializable as JSON.
+/// learn on this task with the tiny_a fixture (see `docs/grpo.md` §9.7); serializable as JSON.
 #[derive(Config, Debug)]
 pub struct GrpoTrainerConfig {
     /// The GRPO hyperparameters; defaults: [`memory_grpo_config`].
@@ -58,12 +58,12 @@ pub struct GrpoTrainerConfig {
 /// TRL's [`GrpoConfig`] with the changes this task needs — a small head reading a frozen
 /// encoder's embedding, not a language model being fine-tuned:
 ///
-/// - `num_generations` 16 (TRL: 8): with 8 rollouts per task the policy often stopped sampling
-///   an operation before its reward showed (4 of 9 seeds plateaued at 0.57–0.69 greedy success,
-///   never choosing `retrieve` or `delete`); with 16, 12 of 12 seeds reached 0.95 within 60
-///   batches (`docs/grpo.md` §9);
+/// - `num_generations` 16 (TRL: 8): with 8 rollouts per task the policy sometimes stopped
+///   sampling an operation before its reward showed (1 of 5 seeds plateaued at 0.57 greedy
+///   success, never choosing `retrieve` or `delete`; 4 of 9 with DAPO's clip-higher); with 16,
+///   12 of 12 seeds reached 0.95 within 60 batches (`docs/grpo.md` §9.7);
 /// - `learning_rate` 1e-2 (TRL: 1e-6, far too small here; 3e-3 plateaued at 0.43–0.66 success
-///   in the measurements of `docs/grpo.md` §8.6, 5e-3 still plateaued on 1 of 5 seeds);
+///   in the measurements of `docs/grpo.md` §8.6, 5e-3 with G = 8 plateaued on 2 of 5 seeds);
 /// - `num_iterations` 4: four AdamW steps on each collected batch (the clipped ratio keeps them
 ///   close to the policy that collected it);
 /// - `max_completion_length` 10, the longest task of [`MemoryEnvConfig::new`] (the `dr_grpo`
