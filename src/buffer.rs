@@ -7,6 +7,12 @@
 //! truncated, the episode starts, and the **pre-step** LSTM state of every env (before the
 //! episode-start reset, exactly what acting received), so that whole env sequences can be
 //! replayed from their stored initial state.
+//!
+//! GRPO stores its completions here too (one env column per completion, one step per memory
+//! operation): [`push_with`](RolloutBuffer::push_with) also records which cells hold a real step
+//! (completions have different lengths and are right-padded) and the state text the policy read,
+//! and [`set_completion_advantages`](RolloutBuffer::set_completion_advantages) broadcasts one
+//! group-relative advantage per completion over its steps (GRPO has no value function and no GAE).
 
 use crate::error::{Error, Result};
 use crate::gae::{GaeInputs, GaeParams, compute_gae};
@@ -61,6 +67,17 @@ pub struct Transition<'a> {
     pub cell: &'a [f32],
 }
 
+/// What GRPO stores with a step besides its [`Transition`]. The default (what
+/// [`RolloutBuffer::push`] uses) marks every env's step as real and stores no text.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StepExtras<'a> {
+    /// `[envs]`: whether each env has a real step here (`None`: all do). A completion that has
+    /// ended is right-padded with steps marked `false`.
+    pub valid: Option<&'a [bool]>,
+    /// `[envs]`: the text each env's policy read before this step (`None`: no text).
+    pub state_texts: Option<&'a [String]>,
+}
+
 /// Whole sequences of some envs, batch-major (`row = b * steps + t`), ready for
 /// [`EvaluateInput`](crate::policy::EvaluateInput).
 #[derive(Debug, Clone, Default)]
@@ -91,6 +108,10 @@ pub struct SequenceBatch {
     pub initial_hidden: Vec<f32>,
     /// Initial `c` of each sequence, `[num_layers, batch, d_hidden]`.
     pub initial_cell: Vec<f32>,
+    /// `[batch * time]`: whether the cell holds a real step (see [`StepExtras::valid`]).
+    pub valid: Vec<bool>,
+    /// `[batch * time]`: the state texts stored with the steps (empty where none was stored).
+    pub state_texts: Vec<String>,
 }
 
 /// A preallocated `[steps, envs, …]` rollout store.
@@ -113,6 +134,8 @@ pub struct RolloutBuffer {
     cell: Vec<f32>,
     advantages: Vec<f32>,
     returns: Vec<f32>,
+    valid: Vec<bool>,
+    state_texts: Vec<String>,
 }
 
 fn check_len(name: &str, expected: &[usize], found: usize) -> Result<()> {
@@ -153,6 +176,8 @@ impl RolloutBuffer {
             cell: vec![0.0; state],
             advantages: vec![0.0; cells],
             returns: vec![0.0; cells],
+            valid: vec![false; cells],
+            state_texts: vec![String::new(); cells],
             shape,
         }
     }
@@ -189,7 +214,23 @@ impl RolloutBuffer {
     /// [`Error::WrongLength`] naming the field of the wrong size; [`Error::NonFinite`] naming
     /// `rewards`, `values`, `log_probs[h]` or `terminal_values` and the env.
     pub fn push(&mut self, t: &Transition<'_>) -> Result<()> {
+        self.push_with(t, StepExtras::default())
+    }
+
+    /// Stores one step of every env with GRPO's extras: which cells are real steps and the state
+    /// texts. Padding cells must still carry finite values (zeros are fine).
+    ///
+    /// # Errors
+    /// As [`push`](Self::push); [`Error::ShapeMismatch`] naming `valid` or `state_texts` when
+    /// they do not have one entry per env.
+    pub fn push_with(&mut self, t: &Transition<'_>, extras: StepExtras<'_>) -> Result<()> {
         let s = &self.shape;
+        if let Some(valid) = extras.valid {
+            check_len("valid", &[s.num_envs], valid.len())?;
+        }
+        if let Some(texts) = extras.state_texts {
+            check_len("state_texts", &[s.num_envs], texts.len())?;
+        }
         let n = s.num_envs;
         if self.len == s.num_steps {
             return Err(Error::invalid(
@@ -285,8 +326,62 @@ impl RolloutBuffer {
             self.actions[h][step * n..(step + 1) * n].copy_from_slice(&t.actions[h]);
             self.log_probs[h][step * n..(step + 1) * n].copy_from_slice(&t.log_probs[h]);
         }
+        let cells = step * n..(step + 1) * n;
+        match extras.valid {
+            Some(valid) => self.valid[cells.clone()].copy_from_slice(valid),
+            None => self.valid[cells.clone()].fill(true),
+        }
+        for (dst, e) in self.state_texts[cells].iter_mut().zip(0..n) {
+            dst.clear();
+            if let Some(texts) = extras.state_texts {
+                dst.push_str(&texts[e]);
+            }
+        }
         self.len += 1;
         Ok(())
+    }
+
+    /// Sets the advantages of GRPO completions: `advantages[e]` (one per env column, e.g. from
+    /// [`group_advantages`](crate::grpo::group_advantages)) on every real step of env `e`, 0 on
+    /// padding. Returns are left as they are (GRPO has no value function).
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] naming `advantages` when there is not one per env;
+    /// [`Error::NonFinite`] naming the first non-finite one.
+    pub fn set_completion_advantages(&mut self, advantages: &[f32]) -> Result<()> {
+        let n = self.shape.num_envs;
+        check_len("advantages", &[n], advantages.len())?;
+        if let Some(env) = advantages.iter().position(|a| !a.is_finite()) {
+            return Err(Error::NonFinite {
+                name: "advantages".into(),
+                row: env,
+            });
+        }
+        let stored = self.len * n;
+        for (cell, (advantage, &valid)) in self.advantages[..stored]
+            .iter_mut()
+            .zip(&self.valid[..stored])
+            .enumerate()
+        {
+            *advantage = if valid { advantages[cell % n] } else { 0.0 };
+        }
+        Ok(())
+    }
+
+    /// Time-major `[steps, envs]`: whether a cell holds a real step (every pushed cell unless
+    /// [`push_with`](Self::push_with) said otherwise).
+    pub fn valid(&self) -> &[bool] {
+        &self.valid[..self.len * self.shape.num_envs]
+    }
+
+    /// The state text stored for env `env` at step `step`; `None` outside the stored steps or
+    /// where no text was stored.
+    pub fn state_text(&self, step: usize, env: usize) -> Option<&str> {
+        let n = self.shape.num_envs;
+        if step >= self.len || env >= n {
+            return None;
+        }
+        Some(self.state_texts[step * n + env].as_str()).filter(|t| !t.is_empty())
     }
 
     /// GAE over the stored rollout (see [`crate::gae`]), bootstrapping the last step from
@@ -318,8 +413,9 @@ impl RolloutBuffer {
         compute_gae(&inputs, params, &mut self.advantages, &mut self.returns)
     }
 
-    /// Time-major `[steps, envs]` advantages (valid after
-    /// [`compute_returns_and_advantage`](Self::compute_returns_and_advantage)).
+    /// Time-major `[steps, envs]` advantages (set by
+    /// [`compute_returns_and_advantage`](Self::compute_returns_and_advantage) or
+    /// [`set_completion_advantages`](Self::set_completion_advantages)).
     pub fn advantages(&self) -> &[f32] {
         &self.advantages
     }
@@ -384,6 +480,8 @@ impl RolloutBuffer {
                 out.values.push(self.values[cell]);
                 out.advantages.push(self.advantages[cell]);
                 out.returns.push(self.returns[cell]);
+                out.valid.push(self.valid[cell]);
+                out.state_texts.push(self.state_texts[cell].clone());
                 for (h, &size) in s.head_sizes.iter().enumerate() {
                     out.masks[h].extend_from_slice(&self.masks[h][cell * size..(cell + 1) * size]);
                     out.actions[h].push(self.actions[h][cell]);
@@ -493,6 +591,111 @@ mod tests {
             buffer.push(&transition(&steps[0], &[1.0, 2.0])),
             Err(Error::Invalid { .. })
         ));
+    }
+
+    /// Two completions of 3 and 1 steps in a 3-step buffer, with texts.
+    #[test]
+    fn grpo_completions_are_right_padded_with_texts_and_broadcast_advantages() {
+        let mut buffer = RolloutBuffer::new(RolloutShape {
+            num_steps: 3,
+            num_envs: 2,
+            d_observation: 0,
+            num_categorical: 0,
+            head_sizes: vec![6],
+            num_layers: 0,
+            d_hidden: 0,
+        });
+        let lengths = [3, 1];
+        for t in 0..3 {
+            let valid: Vec<bool> = lengths.iter().map(|&len| t < len).collect();
+            let texts: Vec<String> = (0..2)
+                .map(|e| {
+                    if valid[e] {
+                        format!("env {e} step {t}")
+                    } else {
+                        String::new()
+                    }
+                })
+                .collect();
+            let transition = Transition {
+                observations: &[],
+                categorical: &[],
+                episode_starts: &[t == 0, t == 0],
+                masks: &[vec![true; 12]],
+                actions: &[vec![t, 5]],
+                log_probs: &[vec![-0.5, -1.0]],
+                values: &[0.0, 0.0],
+                rewards: &[0.7, 0.0],
+                terminated: &[t == 2, t == 0],
+                truncated: &[false, false],
+                terminal_values: &[0.0, 0.0],
+                hidden: &[],
+                cell: &[],
+            };
+            let extras = StepExtras {
+                valid: Some(&valid),
+                state_texts: Some(&texts),
+            };
+            buffer.push_with(&transition, extras).unwrap();
+        }
+        assert_eq!(buffer.valid(), [true, true, true, false, true, false]);
+        assert_eq!(buffer.state_text(1, 0), Some("env 0 step 1"));
+        assert_eq!(buffer.state_text(1, 1), None);
+        assert_eq!(buffer.state_text(3, 0), None);
+        buffer.set_completion_advantages(&[1.5, -2.0]).unwrap();
+        assert_eq!(buffer.advantages(), [1.5, -2.0, 1.5, 0.0, 1.5, 0.0]);
+        let seq = buffer.sequences(&[1, 0]).unwrap();
+        assert_eq!(seq.valid, [true, false, false, true, true, true]);
+        assert_eq!(seq.advantages, [-2.0, 0.0, 0.0, 1.5, 1.5, 1.5]);
+        assert_eq!(seq.state_texts[0], "env 1 step 0");
+        assert_eq!(seq.state_texts[1], "");
+        assert_eq!(seq.state_texts[5], "env 0 step 2");
+        assert_eq!(seq.actions[0], [5, 5, 5, 0, 1, 2]);
+
+        assert!(matches!(
+            buffer.set_completion_advantages(&[1.0]),
+            Err(Error::ShapeMismatch { name, .. }) if name == "advantages"
+        ));
+        assert!(matches!(
+            buffer.set_completion_advantages(&[1.0, f32::INFINITY]),
+            Err(Error::NonFinite { name, row: 1 }) if name == "advantages"
+        ));
+    }
+
+    #[test]
+    fn plain_push_marks_every_cell_valid_and_extras_are_checked() {
+        let mut buffer = RolloutBuffer::new(shape());
+        let s = step(0);
+        let err = buffer
+            .push_with(
+                &transition(&s, &[1.0, 1.0]),
+                StepExtras {
+                    valid: Some(&[true]),
+                    state_texts: None,
+                },
+            )
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::ShapeMismatch { name, .. } if name == "valid"),
+            "{err}"
+        );
+        let err = buffer
+            .push_with(
+                &transition(&s, &[1.0, 1.0]),
+                StepExtras {
+                    valid: None,
+                    state_texts: Some(&["only one".to_string()]),
+                },
+            )
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::ShapeMismatch { name, .. } if name == "state_texts"),
+            "{err}"
+        );
+        assert!(buffer.is_empty());
+        buffer.push(&transition(&s, &[1.0, 1.0])).unwrap();
+        assert_eq!(buffer.valid(), [true, true]);
+        assert_eq!(buffer.state_text(0, 0), None);
     }
 
     #[test]

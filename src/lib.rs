@@ -14,8 +14,9 @@
 //!   a resumed run continues bit for bit.
 //! - [`nn`]: a PyTorch-exact multi-layer LSTM with per-row episode-start resets.
 //! - [`gae`]: generalized advantage estimation with terminations and truncations kept apart.
-//! - [`grpo`]: GRPO's group-relative advantages and loss (TRL semantics) and the text memory
-//!   environment its memory-operation policies train on.
+//! - [`grpo`]: GRPO's group-relative advantages and loss (TRL semantics), the text memory
+//!   environment its memory-operation policies train on, and the trainer over an OLMoE encoder
+//!   with a memory action head.
 //! - [`olmoe`]: Hugging Face OLMoE checkpoints on burn (transformers-exact, sparse experts), state
 //!   embeddings with gradients, and the memory-operation action head and policy.
 #![warn(missing_docs)]

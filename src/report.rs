@@ -93,6 +93,33 @@ impl MetricsCsv {
             .filter_map(|l| l.split(',').nth(index).and_then(|v| v.parse().ok()))
             .collect())
     }
+
+    /// The `(x, y)` pairs of the rows where both columns hold a number (a row may leave a
+    /// column empty, e.g. an evaluation that did not run that update).
+    ///
+    /// # Errors
+    /// [`Error::Io`]; [`Error::Invalid`] when a column does not exist.
+    pub fn points(&self, x: &str, y: &str) -> Result<Vec<(f64, f64)>> {
+        let text = std::fs::read_to_string(&self.path).map_err(|e| Error::io(&self.path, e))?;
+        let mut lines = text.lines();
+        let header: Vec<&str> = lines.next().unwrap_or("").split(',').collect();
+        let index = |column: &str| {
+            header.iter().position(|&h| h == column).ok_or_else(|| {
+                Error::invalid(
+                    "column",
+                    format!("`{column}` is not in {}", self.path.display()),
+                )
+            })
+        };
+        let (ix, iy) = (index(x)?, index(y)?);
+        Ok(lines
+            .filter_map(|l| {
+                let fields: Vec<&str> = l.split(',').collect();
+                let value = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
+                Some((value(ix)?, value(iy)?))
+            })
+            .collect())
+    }
 }
 
 /// A line plot of `points` with axis labels and a title, written as a PNG (atomically).
@@ -193,6 +220,20 @@ mod tests {
             "step,ret\n1,2\n2,4\n3,6\n"
         );
         assert_eq!(resumed.column("ret").unwrap(), vec![2.0, 4.0, 6.0]);
+        let mut sparse = MetricsCsv::create(dir.path().join("s.csv"), false).unwrap();
+        for (step, eval) in [("1", ""), ("2", "0.5"), ("3", "")] {
+            sparse
+                .append(&[
+                    ("step".to_string(), step.to_string()),
+                    ("eval".to_string(), eval.to_string()),
+                ])
+                .unwrap();
+        }
+        assert_eq!(sparse.points("step", "eval").unwrap(), vec![(2.0, 0.5)]);
+        assert!(matches!(
+            sparse.points("step", "absent"),
+            Err(Error::Invalid { .. })
+        ));
         assert!(matches!(
             resumed.append(&[("other".to_string(), "1".to_string())]),
             Err(Error::Invalid { .. })

@@ -2,6 +2,7 @@
 
 mod encode;
 mod eval;
+mod grpo;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -22,6 +23,8 @@ enum Command {
     Eval(eval::Args),
     /// Embed texts with an OLMoE checkpoint folder.
     Encode(encode::Args),
+    /// Train a memory-operation policy (OLMoE encoder + action head) with GRPO.
+    Grpo(grpo::Args),
 }
 
 /// Runs the chosen subcommand.
@@ -30,5 +33,6 @@ pub fn run(cli: Cli) -> factored_rl::Result<()> {
         Command::Train(args) => train::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Encode(args) => encode::run(args),
+        Command::Grpo(args) => grpo::run(args),
     }
 }

@@ -1,7 +1,8 @@
 //! Text embeddings for the memory store: the [`TextEmbedder`] trait the environment depends on
 //! (the OLMoE encoder implements it too) and a small deterministic [`NgramEmbedder`].
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
 
@@ -24,6 +25,61 @@ impl<T: TextEmbedder + ?Sized> TextEmbedder for &T {
 impl<T: TextEmbedder + ?Sized> TextEmbedder for Arc<T> {
     fn embed(&self, text: &str) -> Result<Vec<f32>> {
         (**self).embed(text)
+    }
+}
+
+/// Remembers every embedding `inner` computed, so that a text is embedded once: the memory tools
+/// embed the same message contents and questions over and over, and a neural encoder is slow.
+/// Thread-safe; clones of an `Arc<CachedEmbedder<_>>` share the cache. The cache holds one vector
+/// per distinct text seen (the environment's texts come from a finite vocabulary).
+#[derive(Debug)]
+pub struct CachedEmbedder<E> {
+    inner: E,
+    cache: Mutex<HashMap<String, Vec<f32>>>,
+}
+
+impl<E> CachedEmbedder<E> {
+    /// An empty cache in front of `inner`.
+    pub fn new(inner: E) -> Self {
+        Self {
+            inner,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The embedder behind the cache.
+    pub fn inner(&self) -> &E {
+        &self.inner
+    }
+
+    /// Distinct texts embedded so far.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether nothing was embedded yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<f32>>> {
+        // A panic while holding the lock cannot leave a half-written entry (insert is the only
+        // write), so a poisoned cache is still consistent.
+        self.cache
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl<E: TextEmbedder> TextEmbedder for CachedEmbedder<E> {
+    fn embed(&self, text: &str) -> Result<Vec<f32>> {
+        if let Some(embedding) = self.lock().get(text) {
+            return Ok(embedding.clone());
+        }
+        // Errors are not cached: the next call tries again.
+        let embedding = self.inner.embed(text)?;
+        self.lock().insert(text.to_string(), embedding.clone());
+        Ok(embedding)
     }
 }
 
@@ -136,6 +192,33 @@ mod tests {
             assert!(right > wrong, "{right} vs {wrong} ({other})");
         }
         assert_eq!(cosine_similarity(&[0.0, 0.0], &[1.0, 0.0]), 0.0);
+    }
+
+    #[test]
+    fn the_cache_embeds_each_text_once_and_returns_the_same_vector() {
+        struct Counting(std::sync::atomic::AtomicUsize);
+        impl TextEmbedder for Counting {
+            fn embed(&self, text: &str) -> Result<Vec<f32>> {
+                self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                NgramEmbedder::default().embed(text)
+            }
+        }
+        let cached = CachedEmbedder::new(Counting(0.into()));
+        assert!(cached.is_empty());
+        let first = cached.embed("Alice lives in Rome").unwrap();
+        assert_eq!(cached.embed("Alice lives in Rome").unwrap(), first);
+        cached.embed("Bruno works at Acme").unwrap();
+        assert_eq!(
+            cached.inner().0.load(std::sync::atomic::Ordering::SeqCst),
+            2
+        );
+        assert_eq!(cached.len(), 2);
+        assert_eq!(
+            first,
+            NgramEmbedder::default()
+                .embed("Alice lives in Rome")
+                .unwrap()
+        );
     }
 
     #[test]

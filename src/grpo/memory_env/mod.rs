@@ -15,7 +15,7 @@ mod episode;
 mod store;
 mod task;
 
-pub use embedder::{NgramEmbedder, TextEmbedder, cosine_similarity};
+pub use embedder::{CachedEmbedder, NgramEmbedder, TextEmbedder, cosine_similarity};
 pub use env::{MemoryEnv, MemoryEnvConfig, MemoryReward, MemoryStep};
 pub use episode::{MemoryEpisode, MemoryEvaluation, evaluate, run_episode};
 pub use store::{MemoryEntry, MemoryStore};
