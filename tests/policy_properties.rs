@@ -4,7 +4,7 @@
 
 use factored_rl::action_space::{ActionSpaceConfig, HeadSpec, OpMaskRule};
 use factored_rl::backend::default_device;
-use factored_rl::burn::tensor::{Tensor, TensorData};
+use factored_rl::burn::tensor::{Int, Tensor, TensorData};
 use factored_rl::nn::LstmState;
 use factored_rl::policy::{
     ActInput, ActMode, ActOutput, CategoricalInputConfig, EvaluateInput, Evaluation,
@@ -485,6 +485,21 @@ proptest! {
         let burn_state = host_state(&r.act.state);
         let host_next: Vec<f32> = out.state.hidden.iter().chain(&out.state.cell).copied().collect();
         prop_assert!(close(&host_next, &burn_state));
+
+        // Selecting rows (as truncation bootstrapping does) picks the same rows as burn's select.
+        let rows: Vec<usize> = (0..case.batch).rev().step_by(2).collect();
+        let picked = out.state.select_rows(&rows);
+        prop_assert_eq!(picked.batch, rows.len());
+        let index = Tensor::<1, Int>::from_data(
+            TensorData::new(rows.iter().map(|&r| r as i64).collect::<Vec<_>>(), [rows.len()]),
+            &r.act.state.hidden.device(),
+        );
+        let burn_picked = host_state(&LstmState {
+            hidden: r.act.state.hidden.clone().select(1, index.clone()),
+            cell: r.act.state.cell.clone().select(1, index),
+        });
+        let host_picked: Vec<f32> = picked.hidden.iter().chain(&picked.cell).copied().collect();
+        prop_assert!(close(&host_picked, &burn_picked));
     }
 }
 

@@ -94,7 +94,8 @@ mod tests {
         dense(&x, rows, k, &w, n, &bias, &mut out);
         for r in 0..rows {
             for j in 0..n {
-                let expected: f32 = bias[j] + (0..k).map(|kk| x[r * k + kk] * w[kk * n + j]).sum::<f32>();
+                let expected: f32 =
+                    bias[j] + (0..k).map(|kk| x[r * k + kk] * w[kk * n + j]).sum::<f32>();
                 assert!((out[r * n + j] - expected).abs() < 1e-5);
             }
         }
@@ -103,11 +104,22 @@ mod tests {
     #[test]
     fn layer_norm_matches_the_definition() {
         let mut v = vec![1.0, 2.0, 4.0, 8.0];
-        layer_norm(&mut v, 4, &[1.0, 2.0, 1.0, 1.0], &[0.0, 0.0, 1.0, 0.0], 1e-5);
+        layer_norm(
+            &mut v,
+            4,
+            &[1.0, 2.0, 1.0, 1.0],
+            &[0.0, 0.0, 1.0, 0.0],
+            1e-5,
+        );
         let mean = 3.75f32;
         let var = (2.75f32.powi(2) + 1.75f32.powi(2) + 0.25f32.powi(2) + 4.25f32.powi(2)) / 4.0;
         let inv = 1.0 / (var + 1e-5).sqrt();
-        let expected = [(1.0 - mean) * inv, 2.0 * (2.0 - mean) * inv, (4.0 - mean) * inv + 1.0, (8.0 - mean) * inv];
+        let expected = [
+            (1.0 - mean) * inv,
+            2.0 * (2.0 - mean) * inv,
+            (4.0 - mean) * inv + 1.0,
+            (8.0 - mean) * inv,
+        ];
         for (a, b) in v.iter().zip(expected) {
             assert!((a - b).abs() < 1e-5);
         }

@@ -3,8 +3,8 @@ use rand::Rng;
 use rand::rngs::StdRng;
 
 use super::config::ValueMode;
-use crate::action_space::ActionSpace;
 use super::network::FactoredRecurrentActorCritic;
+use crate::action_space::ActionSpace;
 use crate::distribution::{argmax_allowed, masked_log_softmax_row, sample_allowed};
 use crate::error::{Error, Result};
 use crate::nn::LstmState;
@@ -152,7 +152,14 @@ impl FactoredRecurrentActorCritic {
             columns.push(v.unsqueeze_dim(1));
         }
         let outputs = crate::distribution::to_host(&Tensor::cat(columns, 1));
-        decide(&self.space, self.config.value_mode, input, &outputs, rng, trunk.state)
+        decide(
+            &self.space,
+            self.config.value_mode,
+            input,
+            &outputs,
+            rng,
+            trunk.state,
+        )
     }
 
     /// Checks per-head mask lengths and that no row is empty.
@@ -222,14 +229,26 @@ pub(crate) fn decide<R: Rng + ?Sized, S>(
         let q = &values[q_offset..q_offset + num_ops];
         let op_mask = &input.masks[op_index][row * num_ops..(row + 1) * num_ops];
         let op_lp = &mut log_probs[..num_ops];
-        masked_log_softmax_row(&values[offsets[op_index]..offsets[op_index] + num_ops], op_mask, op_lp);
+        masked_log_softmax_row(
+            &values[offsets[op_index]..offsets[op_index] + num_ops],
+            op_mask,
+            op_lp,
+        );
         let op = select_op(op_lp, op_mask, rng.as_deref_mut());
         let start = out.op_probs.len();
-        out.op_probs
-            .extend(op_lp.iter().zip(op_mask).map(|(lp, &m)| if m { lp.exp() } else { 0.0 }));
+        out.op_probs.extend(
+            op_lp
+                .iter()
+                .zip(op_mask)
+                .map(|(lp, &m)| if m { lp.exp() } else { 0.0 }),
+        );
         let value = match value_mode {
             ValueMode::SelectedOp => q[op],
-            ValueMode::ExpectedOp => out.op_probs[start..].iter().zip(q).map(|(p, q)| p * q).sum(),
+            ValueMode::ExpectedOp => out.op_probs[start..]
+                .iter()
+                .zip(q)
+                .map(|(p, q)| p * q)
+                .sum(),
             ValueMode::StateValue => values[q_offset + num_ops],
         };
         out.q_values.extend_from_slice(q);
@@ -274,7 +293,12 @@ pub(crate) fn decide<R: Rng + ?Sized, S>(
 }
 
 /// Checks per-head mask lengths (and that no row is empty) and the conditional masks' lengths.
-pub(crate) fn check_masks(space: &ActionSpace, masks: &[Vec<bool>], conditional: &[Vec<bool>], rows: usize) -> Result<()> {
+pub(crate) fn check_masks(
+    space: &ActionSpace,
+    masks: &[Vec<bool>],
+    conditional: &[Vec<bool>],
+    rows: usize,
+) -> Result<()> {
     if masks.len() != space.num_heads() {
         return Err(Error::WrongLength {
             what: "per-head masks".into(),

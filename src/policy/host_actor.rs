@@ -21,37 +21,66 @@ use crate::action_space::ActionSpace;
 use crate::error::{Error, Result};
 use crate::nn::host::{dense, layer_norm, relu, sigmoid};
 
-/// The recurrent state of a [`HostActor`]: `[num_layers, batch, d_hidden]` each, row-major.
+/// The recurrent state of a [`HostActor`]: `h` and `c` as `[num_layers, batch, d_hidden]` each,
+/// row-major.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HostLstmState {
+    /// LSTM layers.
+    pub num_layers: usize,
     /// Rows (environments).
     pub batch: usize,
-    /// `h`.
+    /// `h`, `[num_layers, batch, d_hidden]`.
     pub hidden: Vec<f32>,
-    /// `c`.
+    /// `c`, `[num_layers, batch, d_hidden]`.
     pub cell: Vec<f32>,
 }
 
 impl HostLstmState {
+    /// Zeros for `batch` rows.
+    pub fn zeros(num_layers: usize, batch: usize, d_hidden: usize) -> Self {
+        let n = num_layers * batch * d_hidden;
+        Self {
+            num_layers,
+            batch,
+            hidden: vec![0.0; n],
+            cell: vec![0.0; n],
+        }
+    }
+
+    /// Width of one row's state in one layer.
+    pub fn d_hidden(&self) -> usize {
+        self.hidden
+            .len()
+            .checked_div(self.num_layers * self.batch)
+            .unwrap_or(0)
+    }
+
     /// The state of some rows only, in the order given.
     ///
+    /// # Shapes
+    /// `[num_layers, batch, d_hidden]` → `[num_layers, rows.len(), d_hidden]`.
+    ///
     /// # Panics
-    /// Never for rows below `batch`; rows are indices the caller took from this state's batch.
+    /// When a row is not below `batch` (rows are indices the caller took from this state's batch).
     pub fn select_rows(&self, rows: &[usize]) -> Self {
-        let per_layer = self.hidden.len() / self.batch.max(1);
-        let d_hidden = per_layer / self.batch.max(1);
-        let layers = if per_layer == 0 { 0 } else { self.hidden.len() / per_layer };
+        let d_hidden = self.d_hidden();
         let pick = |values: &[f32]| {
-            let mut out = Vec::with_capacity(layers * rows.len() * d_hidden);
-            for l in 0..layers {
-                for &r in rows {
-                    let start = (l * self.batch + r) * d_hidden;
+            let mut out = Vec::with_capacity(self.num_layers * rows.len() * d_hidden);
+            for layer in 0..self.num_layers {
+                for &row in rows {
+                    assert!(
+                        row < self.batch,
+                        "row {row} of a state with {} rows",
+                        self.batch
+                    );
+                    let start = (layer * self.batch + row) * d_hidden;
                     out.extend_from_slice(&values[start..start + d_hidden]);
                 }
             }
             out
         };
         Self {
+            num_layers: self.num_layers,
             batch: rows.len(),
             hidden: pick(&self.hidden),
             cell: pick(&self.cell),
@@ -81,7 +110,15 @@ impl Dense {
 
     fn forward(&self, x: &[f32], rows: usize) -> Vec<f32> {
         let mut out = vec![0.0; rows * self.d_out];
-        dense(x, rows, self.d_in, &self.weight, self.d_out, &self.bias, &mut out);
+        dense(
+            x,
+            rows,
+            self.d_in,
+            &self.weight,
+            self.d_out,
+            &self.bias,
+            &mut out,
+        );
         out
     }
 }
@@ -106,12 +143,22 @@ struct Norm {
 impl Norm {
     fn from_layer_norm(norm: &LayerNorm) -> Self {
         let gamma = host(&norm.gamma);
-        let beta = norm.beta.as_ref().map(host).unwrap_or_else(|| vec![0.0; gamma.len()]);
+        let beta = norm
+            .beta
+            .as_ref()
+            .map(host)
+            .unwrap_or_else(|| vec![0.0; gamma.len()]);
         Self { gamma, beta }
     }
 
     fn apply(&self, x: &mut [f32]) {
-        layer_norm(x, self.gamma.len(), &self.gamma, &self.beta, LAYER_NORM_EPSILON as f32);
+        layer_norm(
+            x,
+            self.gamma.len(),
+            &self.gamma,
+            &self.beta,
+            LAYER_NORM_EPSILON as f32,
+        );
     }
 }
 
@@ -206,7 +253,10 @@ impl FactoredRecurrentActorCritic {
             heads: self.heads.iter().map(dense_layers).collect(),
             critic_ops: first.weight[h * c..(h + num_ops) * c].to_vec(),
             critic_state,
-            critic_rest: self.critic.layers[1..].iter().map(Dense::from_linear).collect(),
+            critic_rest: self.critic.layers[1..]
+                .iter()
+                .map(Dense::from_linear)
+                .collect(),
             state_value: self.state_value.as_ref().map(dense_layers),
         }
     }
@@ -220,12 +270,7 @@ impl HostActor {
 
     /// An all-zero recurrent state for `batch` rows.
     pub fn initial_state(&self, batch: usize) -> HostLstmState {
-        let n = self.config.num_lstm_layers * batch * self.config.d_hidden;
-        HostLstmState {
-            batch,
-            hidden: vec![0.0; n],
-            cell: vec![0.0; n],
-        }
+        HostLstmState::zeros(self.config.num_lstm_layers, batch, self.config.d_hidden)
     }
 
     /// As [`FactoredRecurrentActorCritic::act`], on the host.
@@ -249,7 +294,11 @@ impl HostActor {
     ///
     /// # Errors
     /// As [`FactoredRecurrentActorCritic::act`].
-    pub fn act_deterministic(&self, input: &ActInput<'_>, state: &HostLstmState) -> Result<ActOutput<HostLstmState>> {
+    pub fn act_deterministic(
+        &self,
+        input: &ActInput<'_>,
+        state: &HostLstmState,
+    ) -> Result<ActOutput<HostLstmState>> {
         self.act_with::<StdRng>(input, state, None)
     }
 
@@ -270,8 +319,14 @@ impl HostActor {
         let batch = input.episode_starts.len();
         check_masks(&self.space, input.masks, input.conditional_masks, batch)?;
         let expected = self.config.num_lstm_layers * batch * self.config.d_hidden;
-        for (name, len) in [("state.hidden", state.hidden.len()), ("state.cell", state.cell.len())] {
-            if state.batch != batch || len != expected {
+        for (name, len) in [
+            ("state.hidden", state.hidden.len()),
+            ("state.cell", state.cell.len()),
+        ] {
+            if state.batch != batch
+                || state.num_layers != self.config.num_lstm_layers
+                || len != expected
+            {
                 return Err(Error::ShapeMismatch {
                     name: name.into(),
                     expected: vec![self.config.num_lstm_layers, batch, self.config.d_hidden],
@@ -281,19 +336,33 @@ impl HostActor {
         }
         let indices = checked_inputs(&self.config, input.observations, input.categorical, batch)?;
         let (outputs, state) = self.forward(input, &indices, state);
-        decide(&self.space, self.config.value_mode, input, &outputs, rng, state)
+        decide(
+            &self.space,
+            self.config.value_mode,
+            input,
+            &outputs,
+            rng,
+            state,
+        )
     }
 
     /// One step of the network for every row: the per-row `[head logits | Q(s, ·) | V(s)]` and the
     /// new recurrent state.
-    fn forward(&self, input: &ActInput<'_>, indices: &[i64], state: &HostLstmState) -> (Vec<f32>, HostLstmState) {
+    fn forward(
+        &self,
+        input: &ActInput<'_>,
+        indices: &[i64],
+        state: &HostLstmState,
+    ) -> (Vec<f32>, HostLstmState) {
         let batch = input.episode_starts.len();
         let c = &self.config;
         // Observation features followed by the flattened embeddings.
         let d_input = c.d_input();
         let mut x = Vec::with_capacity(batch * d_input);
         for row in 0..batch {
-            x.extend_from_slice(&input.observations[row * c.d_observation..(row + 1) * c.d_observation]);
+            x.extend_from_slice(
+                &input.observations[row * c.d_observation..(row + 1) * c.d_observation],
+            );
             if let (Some(table), Some(cat)) = (&self.embedding, &c.categorical) {
                 for &index in &indices[row * cat.num_inputs..(row + 1) * cat.num_inputs] {
                     let start = index as usize * cat.d_embedding;
@@ -307,6 +376,7 @@ impl HostActor {
 
         let h = c.d_hidden;
         let mut next = HostLstmState {
+            num_layers: state.num_layers,
             batch,
             hidden: state.hidden.clone(),
             cell: state.cell.clone(),
@@ -322,9 +392,25 @@ impl HostActor {
                 }
             }
             let mut z = vec![0.0; batch * 4 * h];
-            dense(&layer_input, batch, layer.d_in, &layer.input, 4 * h, &layer.bias, &mut z);
+            dense(
+                &layer_input,
+                batch,
+                layer.d_in,
+                &layer.input,
+                4 * h,
+                &layer.bias,
+                &mut z,
+            );
             let mut recurrent = vec![0.0; batch * 4 * h];
-            dense(hidden, batch, h, &layer.recurrent, 4 * h, &[], &mut recurrent);
+            dense(
+                hidden,
+                batch,
+                h,
+                &layer.recurrent,
+                4 * h,
+                &[],
+                &mut recurrent,
+            );
             for row in 0..batch {
                 let z = &z[row * 4 * h..(row + 1) * 4 * h];
                 let r = &recurrent[row * 4 * h..(row + 1) * 4 * h];
@@ -344,7 +430,11 @@ impl HostActor {
         self.lstm_norm.apply(&mut trunk);
 
         let num_ops = self.space.num_ops();
-        let logits: Vec<Vec<f32>> = self.heads.iter().map(|head| mlp_forward(head, trunk.clone(), batch)).collect();
+        let logits: Vec<Vec<f32>> = self
+            .heads
+            .iter()
+            .map(|head| mlp_forward(head, trunk.clone(), batch))
+            .collect();
         // Q(s, ·): the state part of the first critic layer once, each op's row added to it.
         let state_part = self.critic_state.forward(&trunk, batch);
         let width_c = self.critic_state.d_out;
@@ -362,7 +452,10 @@ impl HostActor {
             relu(&mut per_op);
             mlp_forward(&self.critic_rest, per_op, batch * num_ops)
         };
-        let v = self.state_value.as_ref().map(|layers| mlp_forward(layers, trunk.clone(), batch));
+        let v = self
+            .state_value
+            .as_ref()
+            .map(|layers| mlp_forward(layers, trunk.clone(), batch));
 
         let sizes = self.space.head_sizes();
         let width = sizes.iter().sum::<usize>() + num_ops + usize::from(v.is_some());

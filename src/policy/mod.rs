@@ -14,6 +14,6 @@ mod network;
 
 pub use act::{ActInput, ActMode, ActOutput, select_op};
 pub use config::{CategoricalInputConfig, FactoredRecurrentActorCriticConfig, ValueMode};
-pub use host_actor::{HostActor, HostLstmState};
 pub use evaluate::{EvaluateInput, Evaluation, SequenceOutput, Sequences};
+pub use host_actor::{HostActor, HostLstmState};
 pub use network::{FactoredRecurrentActorCritic, Mlp};

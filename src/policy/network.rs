@@ -399,7 +399,11 @@ pub(crate) fn checked_inputs(
             -1 if cat.null_entry => Ok(cat.vocab as i64),
             v if (0..cat.vocab as i64).contains(&v) => Ok(v),
             v => Err(Error::invalid(
-                format!("categorical[row {}][input {}]", i / cat.num_inputs, i % cat.num_inputs),
+                format!(
+                    "categorical[row {}][input {}]",
+                    i / cat.num_inputs,
+                    i % cat.num_inputs
+                ),
                 format!(
                     "{v} is outside 0..{}{}",
                     cat.vocab,

@@ -195,6 +195,7 @@ impl PpoTrainer {
             });
         }
         let state = HostLstmState {
+            num_layers: pc.num_lstm_layers,
             batch: meta.settings.ppo.num_envs,
             hidden: meta.hidden.clone(),
             cell: meta.cell.clone(),

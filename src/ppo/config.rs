@@ -37,6 +37,10 @@ pub struct PpoConfig {
     /// Surrogate clipping ε.
     #[config(default = 0.2)]
     pub clip_coef: f32,
+    /// Anneal the policy clip range linearly to 0 over the run, like the learning rate (SB3's
+    /// `clip_range: lin_0.2`, the rl-zoo CartPole setting).
+    #[config(default = false)]
+    pub anneal_clip: bool,
     /// Clip the value around the old value (with `clip_coef`).
     #[config(default = true)]
     pub clip_value_loss: bool,

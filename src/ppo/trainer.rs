@@ -28,8 +28,8 @@ use crate::gae::GaeParams;
 use crate::nn::LstmState;
 use crate::optim::clip_grad_norm;
 use crate::policy::{
-    ActInput, ActMode, EvaluateInput, HostActor, HostLstmState, FactoredRecurrentActorCritic,
-    FactoredRecurrentActorCriticConfig, Sequences,
+    ActInput, ActMode, EvaluateInput, FactoredRecurrentActorCritic,
+    FactoredRecurrentActorCriticConfig, HostActor, HostLstmState, Sequences,
 };
 
 /// How many recent episodes the running statistics cover.
@@ -303,7 +303,8 @@ impl PpoTrainer {
         Ok(())
     }
 
-    /// One rollout and one update. `total_iterations` sets the learning-rate annealing schedule.
+    /// One rollout and one update. `total_iterations` sets the learning-rate and clip-range
+    /// annealing schedules.
     ///
     /// # Errors
     /// Environment errors, and [`Error::NonFinite`] when a loss or gradient is not finite.
@@ -311,13 +312,18 @@ impl PpoTrainer {
         let iteration = self.progress.iteration + 1;
         let mut rng = StdRng::seed_from_u64(iteration_seed(self.config.seed, iteration));
         let episodes = self.collect(&mut rng)?;
+        let remaining = 1.0 - (iteration - 1) as f64 / total_iterations.max(1) as f64;
         let learning_rate = if self.config.anneal_lr {
-            let frac = 1.0 - (iteration - 1) as f64 / total_iterations.max(1) as f64;
-            self.config.learning_rate * frac
+            self.config.learning_rate * remaining
         } else {
             self.config.learning_rate
         };
-        let mut log = self.update(&mut rng, learning_rate)?;
+        let clip_coef = if self.config.anneal_clip {
+            self.config.clip_coef * remaining as f32
+        } else {
+            self.config.clip_coef
+        };
+        let mut log = self.update(&mut rng, learning_rate, clip_coef)?;
         let space = &self.envs.spec().action_space;
         let ops = self.buffer.actions(space.op_index());
         log.op_fractions = (0..space.num_ops())
@@ -506,7 +512,12 @@ impl PpoTrainer {
     }
 
     /// Optimizes the factored PPO loss over minibatches of whole env sequences.
-    fn update(&mut self, rng: &mut StdRng, learning_rate: f64) -> Result<UpdateLog> {
+    fn update(
+        &mut self,
+        rng: &mut StdRng,
+        learning_rate: f64,
+        clip_coef: f32,
+    ) -> Result<UpdateLog> {
         let n = self.config.num_envs;
         let per_minibatch = n / self.config.num_minibatches;
         let heads: Vec<String> = self
@@ -518,7 +529,9 @@ impl PpoTrainer {
             .map(|h| h.name.clone())
             .collect();
         let coefs = PpoLossCoefficients {
-            clip_coef: self.config.clip_coef,
+            clip_coef,
+            // The value clip keeps the configured range: SB3 schedules `clip_range_vf` apart from
+            // `clip_range`, CleanRL never anneals it.
             value_clip: self.config.clip_value_loss.then_some(self.config.clip_coef),
             value_coef: self.config.value_coef,
             entropy_coef: self.config.entropy_coef,
@@ -681,7 +694,6 @@ fn normalize(values: &mut [f32]) {
         .iter_mut()
         .for_each(|v| *v = ((*v as f64 - mean) / std) as f32);
 }
-
 
 /// Checks that the network's inputs and heads fit the environment.
 fn check_fits(policy: &FactoredRecurrentActorCritic, envs: &VecEnv) -> Result<()> {
