@@ -1,4 +1,5 @@
-//! The reference network (SPEC §4) on the default CPU backend: one acting step at batch 4 and 64,
+//! The reference network (SPEC §4) on the default CPU backend: one acting step at batch 4 and 64
+//! (through burn, and through the host-side actor the trainer uses),
 //! and one PPO update (forward with grad over whole sequences, factored clipped surrogate on 8 heads
 //! plus value loss + entropy, backward, global grad-norm clip 1.0, Adam step) at 4 × 150 and 32 × 150.
 //! `shared/BASELINES.md` has PyTorch 2.15's figures for the identical network on this machine kind.
@@ -62,6 +63,17 @@ fn act(c: &mut Criterion) {
                     .act(&input, &state, ActMode::Stochastic, &mut rng)
                     .unwrap();
                 state = out.state;
+            })
+        });
+        // The host-side copy the PPO trainer acts with (same decisions, tested).
+        let host_actor = net.host_actor();
+        let mut host_state = host_actor.initial_state(batch);
+        c.bench_function(&format!("act_host/reference/batch_{batch}"), |b| {
+            b.iter(|| {
+                let out = host_actor
+                    .act(&input, &host_state, ActMode::Stochastic, &mut rng)
+                    .unwrap();
+                host_state = out.state;
             })
         });
     }

@@ -6,55 +6,200 @@
 //! 0.28 ms through burn, and 0.65 ms when the weight is a transposed view. These kernels stream each
 //! weight row once and update all rows with it (AVX2/FMA when the CPU has them, chosen at run time).
 
+/// Output columns one register tile covers (two 8-wide AVX2 vectors).
+const TILE_COLUMNS: usize = 16;
+/// Rows one register tile covers: 4 rows × 2 vectors of accumulators plus the weight vectors and a
+/// broadcast fit AVX2's 16 registers.
+const TILE_ROWS: usize = 4;
+
+/// A `[k, n]` weight matrix stored strip by strip for [`dense`]: for each group of
+/// [`TILE_COLUMNS`] output columns, its `k` rows one after the other (the last strip zero-padded).
+/// Packing once per set of weights lets every product stream the weights sequentially; reading a
+/// column strip out of the row-major matrix instead touches a new page at every `k` for wide `n`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PackedMatrix {
+    k: usize,
+    n: usize,
+    strips: Vec<f32>,
+}
+
+impl PackedMatrix {
+    /// Packs a row-major `[k, n]` matrix.
+    ///
+    /// # Panics
+    /// When `w` does not hold `k * n` values.
+    pub fn pack(w: &[f32], k: usize, n: usize) -> Self {
+        assert_eq!(w.len(), k * n, "PackedMatrix::pack: w is not [k, n]");
+        let num_strips = n.div_ceil(TILE_COLUMNS);
+        let mut strips = vec![0.0; num_strips * k * TILE_COLUMNS];
+        for strip in 0..num_strips {
+            let c0 = strip * TILE_COLUMNS;
+            let width = TILE_COLUMNS.min(n - c0);
+            for kk in 0..k {
+                let at = (strip * k + kk) * TILE_COLUMNS;
+                strips[at..at + width].copy_from_slice(&w[kk * n + c0..kk * n + c0 + width]);
+            }
+        }
+        Self { k, n, strips }
+    }
+
+    /// Rows (the input width).
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Columns (the output width).
+    pub fn n(&self) -> usize {
+        self.n
+    }
+}
+
 /// `out[r] = bias + x[r] · w` for `rows` rows.
 ///
+/// Every output element is `bias`, then one fused multiply-add per `k` in ascending order, so the
+/// result does not depend on the tiling (nor on the instruction set, FMA being exact).
+///
 /// # Shapes
-/// - `x`: `rows * k`; `w`: `k * n` (row-major `[k, n]`); `bias`: `n` or empty; `out`: `rows * n`
-pub fn dense(x: &[f32], rows: usize, k: usize, w: &[f32], n: usize, bias: &[f32], out: &mut [f32]) {
-    debug_assert_eq!(x.len(), rows * k);
-    debug_assert_eq!(w.len(), k * n);
-    debug_assert_eq!(out.len(), rows * n);
-    for row in out.chunks_mut(n) {
-        if bias.is_empty() {
-            row.fill(0.0);
-        } else {
-            row.copy_from_slice(bias);
-        }
+/// - `x`: `rows * w.k()`; `bias`: `w.n()` or empty; `out`: `rows * w.n()`
+///
+/// # Panics
+/// When the slices do not have those lengths.
+pub fn dense(x: &[f32], rows: usize, w: &PackedMatrix, bias: &[f32], out: &mut [f32]) {
+    assert_eq!(x.len(), rows * w.k, "dense: x is not [rows, k]");
+    assert_eq!(out.len(), rows * w.n, "dense: out is not [rows, n]");
+    assert!(
+        bias.is_empty() || bias.len() == w.n,
+        "dense: bias is not [n]"
+    );
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU supports AVX2 and FMA, the only requirement of `dense_avx2`.
+        unsafe { dense_avx2(x, rows, w, bias, out) };
+        return;
     }
-    for (kk, w_row) in w.chunks(n).enumerate() {
-        for (r, out_row) in out.chunks_mut(n).enumerate() {
-            let a = x[r * k + kk];
-            if a != 0.0 {
-                axpy(out_row, a, w_row);
-            }
+    dense_portable(x, rows, w, bias, out);
+}
+
+/// [`dense_portable`]'s tiling with AVX2 intrinsics: each register tile is two 8-wide vectors per
+/// row, updated with `vfmadd` (the same fused operation as `f32::mul_add`).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dense_avx2(x: &[f32], rows: usize, w: &PackedMatrix, bias: &[f32], out: &mut [f32]) {
+    for strip in 0..w.n.div_ceil(TILE_COLUMNS) {
+        let mut r0 = 0;
+        while r0 + TILE_ROWS <= rows {
+            // SAFETY: `dense` checked the lengths of `x`, `bias` and `out` against `rows` and `w`.
+            unsafe { tile_avx2::<TILE_ROWS>(x, r0, w, strip, bias, out) };
+            r0 += TILE_ROWS;
+        }
+        for r in r0..rows {
+            // SAFETY: as above.
+            unsafe { tile_avx2::<1>(x, r, w, strip, bias, out) };
         }
     }
 }
 
-/// `y += a · x`.
-pub fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU supports AVX2 and FMA, the only requirement of `axpy_avx2`.
-        unsafe { axpy_avx2(y, a, x) };
-        return;
+/// One register tile: rows `r0..r0 + R`, the columns of `strip`.
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA; `x` holds `(r0 + R) * w.k` values at least, `bias` is empty or
+/// `w.n` long, `out` holds `(r0 + R) * w.n` values at least.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn tile_avx2<const R: usize>(
+    x: &[f32],
+    r0: usize,
+    w: &PackedMatrix,
+    strip: usize,
+    bias: &[f32],
+    out: &mut [f32],
+) {
+    use std::arch::x86_64::{_mm256_fmadd_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_storeu_ps};
+    let (k, n) = (w.k, w.n);
+    let c0 = strip * TILE_COLUMNS;
+    let width = TILE_COLUMNS.min(n - c0);
+    let mut bias_tile = [0.0f32; TILE_COLUMNS];
+    if !bias.is_empty() {
+        bias_tile[..width].copy_from_slice(&bias[c0..c0 + width]);
     }
-    axpy_portable(y, a, x);
+    let strip_values = &w.strips[strip * k * TILE_COLUMNS..(strip + 1) * k * TILE_COLUMNS];
+    let x_block = &x[r0 * k..(r0 + R) * k];
+    // SAFETY: every pointer below stays inside `bias_tile`, `strip_values` (k rows of 16) or
+    // `x_block` (R rows of k), whose lengths are fixed above.
+    unsafe {
+        let low = _mm256_loadu_ps(bias_tile.as_ptr());
+        let high = _mm256_loadu_ps(bias_tile.as_ptr().add(8));
+        let mut acc_low = [low; R];
+        let mut acc_high = [high; R];
+        let w_ptr = strip_values.as_ptr();
+        let x_ptr = x_block.as_ptr();
+        for kk in 0..k {
+            let w_low = _mm256_loadu_ps(w_ptr.add(kk * TILE_COLUMNS));
+            let w_high = _mm256_loadu_ps(w_ptr.add(kk * TILE_COLUMNS + 8));
+            for r in 0..R {
+                let a = _mm256_set1_ps(*x_ptr.add(r * k + kk));
+                acc_low[r] = _mm256_fmadd_ps(w_low, a, acc_low[r]);
+                acc_high[r] = _mm256_fmadd_ps(w_high, a, acc_high[r]);
+            }
+        }
+        let mut row = [0.0f32; TILE_COLUMNS];
+        for r in 0..R {
+            _mm256_storeu_ps(row.as_mut_ptr(), acc_low[r]);
+            _mm256_storeu_ps(row.as_mut_ptr().add(8), acc_high[r]);
+            let at = (r0 + r) * n + c0;
+            out[at..at + width].copy_from_slice(&row[..width]);
+        }
+    }
+}
+
+/// Register-tiled small-batch product (the portable path; [`dense_avx2`] tiles the same way): for each strip of output columns and each block of up to
+/// [`TILE_ROWS`] rows, the accumulators stay in registers while the strip is streamed once over
+/// `k` (and reused from cache by the next row block).
+#[inline(always)]
+fn dense_portable(x: &[f32], rows: usize, w: &PackedMatrix, bias: &[f32], out: &mut [f32]) {
+    for strip in 0..w.n.div_ceil(TILE_COLUMNS) {
+        let mut r0 = 0;
+        while r0 + TILE_ROWS <= rows {
+            tile::<TILE_ROWS>(x, r0, w, strip, bias, out);
+            r0 += TILE_ROWS;
+        }
+        for r in r0..rows {
+            tile::<1>(x, r, w, strip, bias, out);
+        }
+    }
 }
 
 #[inline(always)]
-fn axpy_portable(y: &mut [f32], a: f32, x: &[f32]) {
-    for (y, &x) in y.iter_mut().zip(x) {
-        *y = x.mul_add(a, *y);
+fn tile<const R: usize>(
+    x: &[f32],
+    r0: usize,
+    w: &PackedMatrix,
+    strip: usize,
+    bias: &[f32],
+    out: &mut [f32],
+) {
+    let (k, n) = (w.k, w.n);
+    let c0 = strip * TILE_COLUMNS;
+    let width = TILE_COLUMNS.min(n - c0);
+    let mut acc = [[0.0f32; TILE_COLUMNS]; R];
+    if !bias.is_empty() {
+        for row in acc.iter_mut() {
+            row[..width].copy_from_slice(&bias[c0..c0 + width]);
+        }
     }
-}
-
-/// The portable loop compiled with AVX2 and FMA enabled, so LLVM vectorizes it with 8-wide fused
-/// multiply-adds.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn axpy_avx2(y: &mut [f32], a: f32, x: &[f32]) {
-    axpy_portable(y, a, x);
+    let x_rows: [&[f32]; R] = std::array::from_fn(|r| &x[(r0 + r) * k..(r0 + r + 1) * k]);
+    let strip_values = &w.strips[strip * k * TILE_COLUMNS..(strip + 1) * k * TILE_COLUMNS];
+    for (kk, w_row) in strip_values.chunks_exact(TILE_COLUMNS).enumerate() {
+        for r in 0..R {
+            let a = x_rows[r][kk];
+            for c in 0..TILE_COLUMNS {
+                acc[r][c] = w_row[c].mul_add(a, acc[r][c]);
+            }
+        }
+    }
+    for (r, row) in acc.iter().enumerate() {
+        out[(r0 + r) * n + c0..(r0 + r) * n + c0 + width].copy_from_slice(&row[..width]);
+    }
 }
 
 /// LayerNorm of each `d`-wide row in place: `(x − mean) / sqrt(var + eps) · gamma + beta`
@@ -91,12 +236,48 @@ mod tests {
         let w: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.11).cos()).collect();
         let bias: Vec<f32> = (0..n).map(|i| i as f32 * 0.01).collect();
         let mut out = vec![0.0; rows * n];
-        dense(&x, rows, k, &w, n, &bias, &mut out);
+        dense(&x, rows, &PackedMatrix::pack(&w, k, n), &bias, &mut out);
         for r in 0..rows {
             for j in 0..n {
                 let expected: f32 =
                     bias[j] + (0..k).map(|kk| x[r * k + kk] * w[kk * n + j]).sum::<f32>();
                 assert!((out[r * n + j] - expected).abs() < 1e-5);
+            }
+        }
+    }
+
+    /// Every element equals the sequential fused sum (bias first, then `k` ascending), whatever
+    /// the shape: full tiles, partial row blocks, tail columns, no bias.
+    #[test]
+    fn dense_is_the_sequential_fused_sum_for_every_tiling() {
+        for (rows, k, n, with_bias) in [
+            (1, 3, 16, true),
+            (4, 7, 32, true),
+            (6, 9, 53, false),
+            (64, 5, 18, true),
+            (2, 1, 5, true),
+        ] {
+            let x: Vec<f32> = (0..rows * k).map(|i| (i as f32 * 0.37).sin()).collect();
+            let w: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.11).cos()).collect();
+            let bias: Vec<f32> = if with_bias {
+                (0..n).map(|i| i as f32 * 0.01).collect()
+            } else {
+                vec![]
+            };
+            let mut out = vec![f32::NAN; rows * n];
+            dense(&x, rows, &PackedMatrix::pack(&w, k, n), &bias, &mut out);
+            for r in 0..rows {
+                for j in 0..n {
+                    let mut expected = if with_bias { bias[j] } else { 0.0 };
+                    for kk in 0..k {
+                        expected = w[kk * n + j].mul_add(x[r * k + kk], expected);
+                    }
+                    assert_eq!(
+                        out[r * n + j].to_bits(),
+                        expected.to_bits(),
+                        "{rows}x{k}x{n} at ({r}, {j})"
+                    );
+                }
             }
         }
     }

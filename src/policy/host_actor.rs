@@ -19,7 +19,7 @@ use super::config::FactoredRecurrentActorCriticConfig;
 use super::network::{FactoredRecurrentActorCritic, LAYER_NORM_EPSILON, Mlp, checked_inputs};
 use crate::action_space::ActionSpace;
 use crate::error::{Error, Result};
-use crate::nn::host::{dense, layer_norm, relu, sigmoid};
+use crate::nn::host::{PackedMatrix, dense, layer_norm, relu, sigmoid};
 
 /// The recurrent state of a [`HostActor`]: `h` and `c` as `[num_layers, batch, d_hidden]` each,
 /// row-major.
@@ -90,35 +90,27 @@ impl HostLstmState {
 
 #[derive(Debug, Clone)]
 struct Dense {
-    /// `[d_in, d_out]`, row-major.
-    weight: Vec<f32>,
+    /// `[d_in, d_out]`.
+    weight: PackedMatrix,
     bias: Vec<f32>,
-    d_in: usize,
-    d_out: usize,
 }
 
 impl Dense {
     fn from_linear(linear: &Linear) -> Self {
         let [d_in, d_out] = linear.weight.dims();
         Self {
-            weight: host(&linear.weight),
+            weight: PackedMatrix::pack(&host(&linear.weight), d_in, d_out),
             bias: linear.bias.as_ref().map(host).unwrap_or_default(),
-            d_in,
-            d_out,
         }
     }
 
+    fn d_out(&self) -> usize {
+        self.weight.n()
+    }
+
     fn forward(&self, x: &[f32], rows: usize) -> Vec<f32> {
-        let mut out = vec![0.0; rows * self.d_out];
-        dense(
-            x,
-            rows,
-            self.d_in,
-            &self.weight,
-            self.d_out,
-            &self.bias,
-            &mut out,
-        );
+        let mut out = vec![0.0; rows * self.d_out()];
+        dense(x, rows, &self.weight, &self.bias, &mut out);
         out
     }
 }
@@ -165,12 +157,11 @@ impl Norm {
 #[derive(Debug, Clone)]
 struct LstmLayerHost {
     /// `[d_in, 4H]` (PyTorch's `weight_ih` transposed).
-    input: Vec<f32>,
+    input: PackedMatrix,
     /// `[H, 4H]`.
-    recurrent: Vec<f32>,
+    recurrent: PackedMatrix,
     /// `bias_ih + bias_hh`.
     bias: Vec<f32>,
-    d_in: usize,
 }
 
 /// A host copy of a [`FactoredRecurrentActorCritic`] for acting (see the module documentation).
@@ -227,20 +218,26 @@ impl FactoredRecurrentActorCritic {
                     .map(|(a, b)| a + b)
                     .collect();
                 LstmLayerHost {
-                    input: transpose(&host(&layer.weight_ih), rows, d_in),
-                    recurrent: transpose(&host(&layer.weight_hh), rows, h),
+                    input: PackedMatrix::pack(
+                        &transpose(&host(&layer.weight_ih), rows, d_in),
+                        d_in,
+                        rows,
+                    ),
+                    recurrent: PackedMatrix::pack(
+                        &transpose(&host(&layer.weight_hh), rows, h),
+                        h,
+                        rows,
+                    ),
                     bias,
-                    d_in,
                 }
             })
             .collect();
-        let first = Dense::from_linear(&self.critic.layers[0]);
-        let c = first.d_out;
+        let first_layer = &self.critic.layers[0];
+        let first_weight = host(&first_layer.weight);
+        let c = first_layer.weight.dims()[1];
         let critic_state = Dense {
-            weight: first.weight[..h * c].to_vec(),
-            bias: first.bias,
-            d_in: h,
-            d_out: c,
+            weight: PackedMatrix::pack(&first_weight[..h * c], h, c),
+            bias: first_layer.bias.as_ref().map(host).unwrap_or_default(),
         };
         HostActor {
             config: self.config.clone(),
@@ -251,7 +248,7 @@ impl FactoredRecurrentActorCritic {
             lstm,
             lstm_norm: Norm::from_layer_norm(&self.lstm_norm),
             heads: self.heads.iter().map(dense_layers).collect(),
-            critic_ops: first.weight[h * c..(h + num_ops) * c].to_vec(),
+            critic_ops: first_weight[h * c..(h + num_ops) * c].to_vec(),
             critic_state,
             critic_rest: self.critic.layers[1..]
                 .iter()
@@ -392,25 +389,9 @@ impl HostActor {
                 }
             }
             let mut z = vec![0.0; batch * 4 * h];
-            dense(
-                &layer_input,
-                batch,
-                layer.d_in,
-                &layer.input,
-                4 * h,
-                &layer.bias,
-                &mut z,
-            );
+            dense(&layer_input, batch, &layer.input, &layer.bias, &mut z);
             let mut recurrent = vec![0.0; batch * 4 * h];
-            dense(
-                hidden,
-                batch,
-                h,
-                &layer.recurrent,
-                4 * h,
-                &[],
-                &mut recurrent,
-            );
+            dense(hidden, batch, &layer.recurrent, &[], &mut recurrent);
             for row in 0..batch {
                 let z = &z[row * 4 * h..(row + 1) * 4 * h];
                 let r = &recurrent[row * 4 * h..(row + 1) * 4 * h];
@@ -437,7 +418,7 @@ impl HostActor {
             .collect();
         // Q(s, ·): the state part of the first critic layer once, each op's row added to it.
         let state_part = self.critic_state.forward(&trunk, batch);
-        let width_c = self.critic_state.d_out;
+        let width_c = self.critic_state.d_out();
         let mut per_op = Vec::with_capacity(batch * num_ops * width_c);
         for row in 0..batch {
             for op in 0..num_ops {
