@@ -125,12 +125,12 @@ fn a_collected_batch_fills_the_shared_buffer() {
     // The terminal reward is broadcast to every step, and the advantage of the completion's
     // group is on every step.
     let expected = group_advantages(&rewards, 4, ScaleRewards::Group).unwrap();
-    for e in 0..num_completions {
+    for (e, (&reward, &advantage)) in rewards.iter().zip(&expected.advantages).enumerate() {
         for t in 0..num_steps {
             let cell = e * num_steps + t;
             if seq.valid[cell] {
-                assert_eq!(seq.advantages[cell], expected.advantages[e]);
-                assert_eq!(buffer.rewards()[t * num_completions + e], rewards[e]);
+                assert_eq!(seq.advantages[cell], advantage);
+                assert_eq!(buffer.rewards()[t * num_completions + e], reward);
             }
         }
     }
