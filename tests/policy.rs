@@ -621,3 +621,37 @@ fn fast_gradients_equal_autodiff_gradients() {
     net.visit(&mut compare);
     assert!(compare.compared > 20);
 }
+
+/// Selecting rows of a host recurrent state: a row past the batch, or a state whose buffers do not
+/// match its declared shape, is a named error rather than a panic or a silent wrong pick.
+#[test]
+fn host_state_row_selection_rejects_bad_rows_and_shapes() {
+    use factored_rl::policy::HostLstmState;
+    let mut state = HostLstmState::zeros(2, 3, 4);
+    state
+        .hidden
+        .iter_mut()
+        .enumerate()
+        .for_each(|(i, v)| *v = i as f32);
+    let picked = state.select_rows(&[2, 0]).unwrap();
+    // Layer 0 row 2, layer 0 row 0, layer 1 row 2, layer 1 row 0 (4 values each).
+    let expected: Vec<f32> = [8, 0, 20, 12]
+        .iter()
+        .flat_map(|&start| (start..start + 4).map(|v| v as f32))
+        .collect();
+    assert_eq!(picked.hidden, expected);
+    assert_eq!((picked.num_layers, picked.batch), (2, 2));
+
+    match state.select_rows(&[1, 3]) {
+        Err(Error::Invalid { name, reason }) => {
+            assert_eq!(name, "rows");
+            assert!(reason.contains("row 3"), "{reason}");
+        }
+        other => panic!("expected Error::Invalid, got {other:?}"),
+    }
+    state.cell.pop();
+    match state.select_rows(&[0]) {
+        Err(Error::ShapeMismatch { name, .. }) => assert_eq!(name, "state.cell"),
+        other => panic!("expected Error::ShapeMismatch, got {other:?}"),
+    }
+}

@@ -43,11 +43,6 @@ impl PackedMatrix {
         Self { k, n, strips }
     }
 
-    /// Rows (the input width).
-    pub fn k(&self) -> usize {
-        self.k
-    }
-
     /// Columns (the output width).
     pub fn n(&self) -> usize {
         self.n

@@ -1,6 +1,7 @@
 //! Neural-network building blocks that burn does not provide with the semantics needed here.
 
-pub mod host;
+/// Internal small-batch kernels for the host actor; their preconditions are checked by its callers.
+pub(crate) mod host;
 pub mod init;
 mod lstm;
 mod lstm_bptt;

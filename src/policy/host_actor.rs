@@ -3,7 +3,7 @@
 //! Acting multiplies a few rows by every weight matrix once per environment step. Through burn's
 //! CPU backend each of those small products pays for a general matrix multiply that packs the whole
 //! weight matrix first, plus per-operation dispatch; the host copy streams each weight once
-//! ([`nn::host`](crate::nn::host)) and needs no device round trip for the recurrent state. The
+//! (`nn::host`) and needs no device round trip for the recurrent state. The
 //! decisions are made by exactly the code [`FactoredRecurrentActorCritic::act`] uses, and
 //! `tests/policy_properties.rs` checks both paths against each other. Build a new copy after every
 //! optimizer step (the PPO trainer builds one per rollout).
@@ -60,31 +60,45 @@ impl HostLstmState {
     /// # Shapes
     /// `[num_layers, batch, d_hidden]` → `[num_layers, rows.len(), d_hidden]`.
     ///
-    /// # Panics
-    /// When a row is not below `batch` (rows are indices the caller took from this state's batch).
-    pub fn select_rows(&self, rows: &[usize]) -> Self {
+    /// # Errors
+    /// [`Error::Invalid`] naming the first row that is not below `batch`.
+    pub fn select_rows(&self, rows: &[usize]) -> Result<Self> {
+        if let Some(&row) = rows.iter().find(|&&row| row >= self.batch) {
+            return Err(Error::Invalid {
+                name: "rows".into(),
+                reason: format!("row {row} of a recurrent state with {} rows", self.batch),
+            });
+        }
         let d_hidden = self.d_hidden();
+        let expected = self.num_layers * self.batch * d_hidden;
+        for (name, len) in [
+            ("state.hidden", self.hidden.len()),
+            ("state.cell", self.cell.len()),
+        ] {
+            if len != expected || (len > 0 && d_hidden == 0) {
+                return Err(Error::ShapeMismatch {
+                    name: name.into(),
+                    expected: vec![self.num_layers, self.batch, d_hidden],
+                    found: vec![len],
+                });
+            }
+        }
         let pick = |values: &[f32]| {
             let mut out = Vec::with_capacity(self.num_layers * rows.len() * d_hidden);
             for layer in 0..self.num_layers {
                 for &row in rows {
-                    assert!(
-                        row < self.batch,
-                        "row {row} of a state with {} rows",
-                        self.batch
-                    );
                     let start = (layer * self.batch + row) * d_hidden;
                     out.extend_from_slice(&values[start..start + d_hidden]);
                 }
             }
             out
         };
-        Self {
+        Ok(Self {
             num_layers: self.num_layers,
             batch: rows.len(),
             hidden: pick(&self.hidden),
             cell: pick(&self.cell),
-        }
+        })
     }
 }
 

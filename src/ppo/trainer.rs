@@ -494,7 +494,7 @@ impl PpoTrainer {
             }
         }
         let features = self.normalized(&features);
-        let state = state_after.select_rows(&rows);
+        let state = state_after.select_rows(&rows)?;
         let bootstrap = actor.bootstrap_value(
             &ActInput {
                 observations: &features,
