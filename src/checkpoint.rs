@@ -35,6 +35,33 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     })
 }
 
+/// Reads a JSON trainer checkpoint (`what` says which kind, for the error) and checks that its
+/// layout version is the one this build writes.
+///
+/// # Errors
+/// [`Error::Io`] / [`Error::Corrupt`] naming the file; [`Error::CheckpointMismatch`] for another
+/// layout version.
+pub(crate) fn read_versioned_json<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    what: &str,
+    format_version: u32,
+    version_of: impl Fn(&T) -> u32,
+) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let value: T = serde_json::from_str(&text).map_err(|e| Error::Corrupt {
+        file: path.to_path_buf(),
+        reason: format!("not a {what}: {e}"),
+    })?;
+    let found = version_of(&value);
+    if found != format_version {
+        return Err(Error::CheckpointMismatch {
+            path: path.to_path_buf(),
+            reason: format!("format version {found} (this build reads {format_version})"),
+        });
+    }
+    Ok(value)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -78,21 +78,12 @@ fn with_suffix(dir: &Path, suffix: &str) -> PathBuf {
 /// [`Error::Io`] / [`Error::Corrupt`] naming the file; [`Error::CheckpointMismatch`] for another
 /// layout version; [`Error::Invalid`] for a config out of range.
 pub fn read_checkpoint(dir: &Path) -> Result<GrpoCheckpoint> {
-    let path = dir.join(TRAINER_FILE);
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    let meta: GrpoCheckpoint = serde_json::from_str(&text).map_err(|e| Error::Corrupt {
-        file: path.clone(),
-        reason: format!("not a GRPO training checkpoint: {e}"),
-    })?;
-    if meta.format_version != FORMAT_VERSION {
-        return Err(Error::CheckpointMismatch {
-            path,
-            reason: format!(
-                "format version {} (this build reads {FORMAT_VERSION})",
-                meta.format_version
-            ),
-        });
-    }
+    let meta = crate::checkpoint::read_versioned_json(
+        &dir.join(TRAINER_FILE),
+        "GRPO training checkpoint",
+        FORMAT_VERSION,
+        |meta: &GrpoCheckpoint| meta.format_version,
+    )?;
     meta.config.validate()?;
     Ok(meta)
 }

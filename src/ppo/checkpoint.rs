@@ -97,22 +97,12 @@ pub fn load_policy(
 }
 
 fn read_meta(dir: &Path) -> Result<TrainerCheckpoint> {
-    let path = dir.join(TRAINER_FILE);
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    let meta: TrainerCheckpoint = serde_json::from_str(&text).map_err(|e| Error::Corrupt {
-        file: path.clone(),
-        reason: format!("not a training checkpoint: {e}"),
-    })?;
-    if meta.format_version != FORMAT_VERSION {
-        return Err(Error::CheckpointMismatch {
-            path,
-            reason: format!(
-                "format version {} (this build reads {FORMAT_VERSION})",
-                meta.format_version
-            ),
-        });
-    }
-    Ok(meta)
+    crate::checkpoint::read_versioned_json(
+        &dir.join(TRAINER_FILE),
+        "training checkpoint",
+        FORMAT_VERSION,
+        |meta: &TrainerCheckpoint| meta.format_version,
+    )
 }
 
 impl PpoTrainer {
