@@ -4,7 +4,7 @@
 use factored_rl::Error;
 use factored_rl::backend::default_device;
 use factored_rl::burn::tensor::{Tensor, TensorData};
-use factored_rl::nn::{Lstm, LstmConfig, LstmState};
+use factored_rl::nn::{Lstm, LstmConfig, LstmState, Recurrence};
 use factored_rl::weights::{HostTensor, SafetensorsFile, write_f32_safetensors};
 
 fn host(t: Tensor<3>) -> Vec<f32> {
@@ -138,9 +138,18 @@ fn loading_names_missing_and_misshapen_tensors() {
 }
 
 /// The hand-written backward pass equals burn's autodiff of `forward`, multi-layer, with resets
-/// and a non-zero initial state.
+/// and a non-zero initial state, with the recurrence on the host and on the device.
 #[test]
 fn hand_written_bptt_matches_autodiff() {
+    hand_written_bptt_matches_autodiff_on(Recurrence::Host);
+    hand_written_bptt_matches_autodiff_on(Recurrence::Device);
+    assert_eq!(
+        Recurrence::for_device(&default_device().autodiff()),
+        Recurrence::Host
+    );
+}
+
+fn hand_written_bptt_matches_autodiff_on(recurrence: Recurrence) {
     let device = default_device().autodiff();
     let lstm = LstmConfig::new(3, 5)
         .with_num_layers(2)
@@ -162,10 +171,11 @@ fn hand_written_bptt_matches_autodiff() {
         .collect();
     let weights = Tensor::<3>::from_data(TensorData::new(weights, [batch, time, 5]), &device);
 
-    let (out, _) = lstm.forward(x.clone(), state.clone(), Some(starts.clone()));
+    let (out, final_state) = lstm.forward(x.clone(), state.clone(), Some(starts.clone()));
     let grads = (out.clone() * weights.clone()).sum().backward();
 
-    let (out_fused, _, tape) = lstm.forward_for_backward(x.clone(), state, Some(starts));
+    let (out_fused, final_fused, tape) =
+        lstm.forward_for_backward_on(recurrence, x.clone(), state.clone(), Some(starts.clone()));
     let close = |a: Vec<f32>, b: Vec<f32>, what: &str| {
         assert_eq!(a.len(), b.len());
         for (i, (x, y)) in a.iter().zip(&b).enumerate() {
@@ -177,6 +187,16 @@ fn hand_written_bptt_matches_autodiff() {
     };
     let host = |t: Tensor<3>| t.into_data().try_into_vec_as::<f32>().unwrap();
     close(host(out_fused), host(out), "output");
+    close(
+        host(final_fused.hidden),
+        host(final_state.hidden.inner()),
+        "final hidden",
+    );
+    close(
+        host(final_fused.cell),
+        host(final_state.cell.inner()),
+        "final cell",
+    );
     let fused = lstm.backward(&tape, weights.inner());
     close(host(fused.input), host(x.grad(&grads).unwrap()), "d_input");
     let flat2 = |t: Tensor<2>| t.into_data().try_into_vec_as::<f32>().unwrap();

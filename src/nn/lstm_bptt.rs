@@ -6,12 +6,44 @@
 //! memory traffic. Here the recurrence keeps only the per-step work that is truly sequential
 //! (`dh_{t−1} = dz_t·W_hh` and the elementwise gate chain), and the weight gradients are single
 //! large matmuls over all steps: `dW_hh = dZᵀ·H_prev`, `dW_ih = dZᵀ·X`, `db = Σ dZ`.
-//! `tests/lstm.rs` checks the result against burn's autodiff of [`Lstm::forward`].
+//!
+//! The recurrence itself (the per-step `h·W_hhᵀ`, the gates, and their backward) runs in one of
+//! two places ([`Recurrence`]). On burn's CPU backend every one of the ≈ 45 tensor operations of a
+//! step pays a dispatch and allocation overhead that dwarfs the arithmetic for the small batches of
+//! PPO (8 rows × 64 units: ≈ 5 µs per operation against ≈ 0.1 µs of work), so there the
+//! recurrence runs on plain host slices with the small-batch kernels of `nn::host`; the large
+//! products over all steps (input projection, weight gradients, input gradient) stay on burn. On
+//! a GPU backend the whole pass stays on the device. `tests/lstm.rs` checks both against burn's
+//! autodiff of [`Lstm::forward`].
 
 use burn::tensor::activation::sigmoid;
-use burn::tensor::{Tensor, TensorData, s};
+use burn::tensor::{Device, Tensor, TensorData, s};
 
+use super::host::{PackedMatrix, dense, lstm_cell};
 use super::lstm::{Lstm, LstmState};
+use crate::distribution::to_host;
+
+/// Where the sequential part of [`Lstm::forward_for_backward_on`] and [`Lstm::backward`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recurrence {
+    /// On plain host slices (one download of the projected inputs per layer, one upload of the
+    /// outputs): the fastest choice on a CPU backend.
+    Host,
+    /// As burn tensor operations on the tensors' device: the choice for GPU backends, where the
+    /// per-step operations run asynchronously.
+    Device,
+}
+
+impl Recurrence {
+    /// [`Host`](Self::Host) for burn's CPU backend (flex), [`Device`](Self::Device) otherwise.
+    pub fn for_device(device: &Device) -> Self {
+        if device.clone().without_autodiff() == Device::flex() {
+            Self::Host
+        } else {
+            Self::Device
+        }
+    }
+}
 
 /// What the backward pass needs from the forward pass of one layer (all plain tensors).
 #[derive(Debug, Clone)]
@@ -28,14 +60,42 @@ struct LayerCache {
     tanh_cell: Vec<Tensor<2>>,
 }
 
+/// What the backward pass needs from a host forward pass of one layer. Rows are batch-major
+/// (`b * time + t`), as the input's.
+#[derive(Debug, Clone)]
+struct HostLayerCache {
+    /// The layer's input, `[batch * time, d_in]`.
+    input: Tensor<2>,
+    /// `h_{t−1}` after the episode-start reset, `[batch * time, H]`.
+    hidden_prev: Vec<f32>,
+    /// `[i | f | g | o]` activated gates, `[batch * time, 4H]`.
+    gates: Vec<f32>,
+    /// `c_{t−1}` after the reset, `[batch * time, H]`.
+    cell_prev: Vec<f32>,
+    /// `tanh(c_t)`, `[batch * time, H]`.
+    tanh_cell: Vec<f32>,
+}
+
+#[derive(Debug, Clone)]
+enum TapeLayers {
+    Device {
+        /// Per step, `1 − episode_start` as `[batch, 1]`, if there are episode starts.
+        keep: Option<Vec<Tensor<2>>>,
+        layers: Vec<LayerCache>,
+    },
+    Host {
+        /// Per row `b * time + t`: whether the state is reset before step `t`.
+        resets: Vec<bool>,
+        layers: Vec<HostLayerCache>,
+    },
+}
+
 /// The forward pass of [`Lstm::forward_for_backward`], kept for [`Lstm::backward`].
 #[derive(Debug, Clone)]
 pub struct LstmTape {
     batch: usize,
     time: usize,
-    /// Per step, `1 − episode_start` as `[batch, 1]`, if there are episode starts.
-    keep: Option<Vec<Tensor<2>>>,
-    layers: Vec<LayerCache>,
+    layers: TapeLayers,
 }
 
 /// Gradients of one layer's parameters (plain tensors, PyTorch layout).
@@ -60,11 +120,41 @@ pub struct LstmGrads {
 
 impl Lstm {
     /// [`forward`](Self::forward) on plain tensors, keeping what [`backward`](Self::backward)
-    /// needs. Inputs carrying autodiff are detached; the outputs carry none.
+    /// needs, with the recurrence where [`Recurrence::for_device`] puts it for the input's device.
+    /// Inputs carrying autodiff are detached; the outputs carry none.
     ///
     /// # Shapes
     /// As [`forward`](Self::forward).
     pub fn forward_for_backward(
+        &self,
+        input: Tensor<3>,
+        state: LstmState,
+        episode_starts: Option<Tensor<2>>,
+    ) -> (Tensor<3>, LstmState, LstmTape) {
+        let recurrence = Recurrence::for_device(&input.device());
+        self.forward_for_backward_on(recurrence, input, state, episode_starts)
+    }
+
+    /// [`forward_for_backward`](Self::forward_for_backward) with the recurrence placed by the
+    /// caller; [`backward`](Self::backward) follows the tape's choice. Both placements compute the
+    /// same function (to float rounding).
+    ///
+    /// # Shapes
+    /// As [`forward`](Self::forward).
+    pub fn forward_for_backward_on(
+        &self,
+        recurrence: Recurrence,
+        input: Tensor<3>,
+        state: LstmState,
+        episode_starts: Option<Tensor<2>>,
+    ) -> (Tensor<3>, LstmState, LstmTape) {
+        match recurrence {
+            Recurrence::Host => self.forward_on_host(input, state, episode_starts),
+            Recurrence::Device => self.forward_on_device(input, state, episode_starts),
+        }
+    }
+
+    fn forward_on_device(
         &self,
         input: Tensor<3>,
         state: LstmState,
@@ -156,8 +246,106 @@ impl Lstm {
         let tape = LstmTape {
             batch,
             time,
-            keep,
-            layers,
+            layers: TapeLayers::Device { keep, layers },
+        };
+        (output, state, tape)
+    }
+
+    fn forward_on_host(
+        &self,
+        input: Tensor<3>,
+        state: LstmState,
+        episode_starts: Option<Tensor<2>>,
+    ) -> (Tensor<3>, LstmState, LstmTape) {
+        let [batch, time, d_input] = input.dims();
+        let h = self.d_hidden();
+        let rows = batch * time;
+        let resets: Vec<bool> = match episode_starts {
+            Some(starts) => to_host(&starts.inner()).iter().map(|&s| s != 0.0).collect(),
+            None => vec![false; rows],
+        };
+        let device = input.device().without_autodiff();
+        let initial_hidden = to_host(&state.hidden.inner());
+        let initial_cell = to_host(&state.cell.inner());
+
+        let mut layer_input = input.inner().reshape([rows, d_input]);
+        let mut layers = Vec::with_capacity(self.layers.len());
+        let mut final_hidden = Vec::with_capacity(self.layers.len() * batch * h);
+        let mut final_cell = Vec::with_capacity(self.layers.len() * batch * h);
+        for (k, layer) in self.layers.iter().enumerate() {
+            let bias =
+                (layer.bias_ih.val().inner() + layer.bias_hh.val().inner()).unsqueeze_dim::<2>(0);
+            let projected = to_host(
+                &(layer_input
+                    .clone()
+                    .matmul(layer.weight_ih.val().inner().transpose())
+                    + bias),
+            );
+            // `h·W_hhᵀ` takes `W_hhᵀ` as `[H, 4H]`.
+            let w_hh_t = to_host(&layer.weight_hh.val().inner().transpose());
+            let recurrent_weight = PackedMatrix::pack(&w_hh_t, h, 4 * h);
+            let mut hidden = initial_hidden[k * batch * h..(k + 1) * batch * h].to_vec();
+            let mut cell = initial_cell[k * batch * h..(k + 1) * batch * h].to_vec();
+            let mut cache = HostLayerCache {
+                input: layer_input,
+                hidden_prev: vec![0.0; rows * h],
+                gates: vec![0.0; rows * 4 * h],
+                cell_prev: vec![0.0; rows * h],
+                tanh_cell: vec![0.0; rows * h],
+            };
+            let mut output = vec![0.0; rows * h];
+            let mut recurrent = vec![0.0; batch * 4 * h];
+            for t in 0..time {
+                for b in 0..batch {
+                    let row = b * time + t;
+                    if resets[row] {
+                        hidden[b * h..(b + 1) * h].fill(0.0);
+                        cell[b * h..(b + 1) * h].fill(0.0);
+                    }
+                    cache.hidden_prev[row * h..(row + 1) * h]
+                        .copy_from_slice(&hidden[b * h..(b + 1) * h]);
+                    cache.cell_prev[row * h..(row + 1) * h]
+                        .copy_from_slice(&cell[b * h..(b + 1) * h]);
+                }
+                dense(&hidden, batch, &recurrent_weight, &[], &mut recurrent);
+                for b in 0..batch {
+                    let row = b * time + t;
+                    let gates = &mut cache.gates[row * 4 * h..(row + 1) * 4 * h];
+                    for ((z, &a), &r) in gates
+                        .iter_mut()
+                        .zip(&projected[row * 4 * h..(row + 1) * 4 * h])
+                        .zip(&recurrent[b * 4 * h..(b + 1) * 4 * h])
+                    {
+                        *z = a + r;
+                    }
+                    let tanh_cell = &mut cache.tanh_cell[row * h..(row + 1) * h];
+                    lstm_cell(
+                        gates,
+                        &mut cell[b * h..(b + 1) * h],
+                        tanh_cell,
+                        &mut hidden[b * h..(b + 1) * h],
+                    );
+                    output[row * h..(row + 1) * h].copy_from_slice(&hidden[b * h..(b + 1) * h]);
+                }
+            }
+            layers.push(cache);
+            final_hidden.extend_from_slice(&hidden);
+            final_cell.extend_from_slice(&cell);
+            layer_input = Tensor::from_data(TensorData::new(output, [rows, h]), &device);
+        }
+        let num_layers = self.layers.len();
+        let output = layer_input.reshape([batch, time, h]);
+        let state = LstmState {
+            hidden: Tensor::from_data(
+                TensorData::new(final_hidden, [num_layers, batch, h]),
+                &device,
+            ),
+            cell: Tensor::from_data(TensorData::new(final_cell, [num_layers, batch, h]), &device),
+        };
+        let tape = LstmTape {
+            batch,
+            time,
+            layers: TapeLayers::Host { resets, layers },
         };
         (output, state, tape)
     }
@@ -169,11 +357,106 @@ impl Lstm {
     /// # Shapes
     /// - `d_output`: `[batch, time, d_hidden]`
     pub fn backward(&self, tape: &LstmTape, d_output: Tensor<3>) -> LstmGrads {
-        let (batch, time) = (tape.batch, tape.time);
+        match &tape.layers {
+            TapeLayers::Device { keep, layers } => {
+                self.backward_on_device(tape.batch, tape.time, keep.as_deref(), layers, d_output)
+            }
+            TapeLayers::Host { resets, layers } => {
+                self.backward_on_host(tape.batch, tape.time, resets, layers, d_output)
+            }
+        }
+    }
+
+    fn backward_on_host(
+        &self,
+        batch: usize,
+        time: usize,
+        resets: &[bool],
+        caches: &[HostLayerCache],
+        d_output: Tensor<3>,
+    ) -> LstmGrads {
+        let h = self.d_hidden();
+        let rows = batch * time;
+        let device = d_output.device().without_autodiff();
+        let mut d_input = d_output.inner();
+        let mut grads = Vec::with_capacity(self.layers.len());
+        for (layer, cache) in self.layers.iter().zip(caches).rev() {
+            let d_out = to_host(&d_input);
+            let w_hh = layer.weight_hh.val().inner();
+            // `dz·W_hh` takes `W_hh` as it is, `[4H, H]`.
+            let recurrent_weight = PackedMatrix::pack(&to_host(&w_hh), 4 * h, h);
+            let mut d_gates = vec![0.0; rows * 4 * h];
+            let mut d_gates_step = vec![0.0; batch * 4 * h];
+            let mut d_hidden_next = vec![0.0; batch * h];
+            let mut d_cell_next = vec![0.0; batch * h];
+            for t in (0..time).rev() {
+                for b in 0..batch {
+                    let row = b * time + t;
+                    let gates = &cache.gates[row * 4 * h..(row + 1) * 4 * h];
+                    let d_step = &mut d_gates_step[b * 4 * h..(b + 1) * 4 * h];
+                    for j in 0..h {
+                        let (i, f, g, o) =
+                            (gates[j], gates[h + j], gates[2 * h + j], gates[3 * h + j]);
+                        let tanh_cell = cache.tanh_cell[row * h + j];
+                        let d_hidden = d_out[row * h + j] + d_hidden_next[b * h + j];
+                        let d_cell =
+                            d_cell_next[b * h + j] + d_hidden * o * (1.0 - tanh_cell * tanh_cell);
+                        d_step[j] = d_cell * g * i * (1.0 - i);
+                        d_step[h + j] = d_cell * cache.cell_prev[row * h + j] * f * (1.0 - f);
+                        d_step[2 * h + j] = d_cell * i * (1.0 - g * g);
+                        d_step[3 * h + j] = d_hidden * tanh_cell * o * (1.0 - o);
+                        d_cell_next[b * h + j] = d_cell * f;
+                    }
+                    d_gates[row * 4 * h..(row + 1) * 4 * h].copy_from_slice(d_step);
+                }
+                dense(
+                    &d_gates_step,
+                    batch,
+                    &recurrent_weight,
+                    &[],
+                    &mut d_hidden_next,
+                );
+                for b in 0..batch {
+                    if resets[b * time + t] {
+                        d_hidden_next[b * h..(b + 1) * h].fill(0.0);
+                        d_cell_next[b * h..(b + 1) * h].fill(0.0);
+                    }
+                }
+            }
+            let d_z = Tensor::<2>::from_data(TensorData::new(d_gates, [rows, 4 * h]), &device);
+            let hidden_prev = Tensor::<2>::from_data(
+                TensorData::new(cache.hidden_prev.clone(), [rows, h]),
+                &device,
+            );
+            let d_z_t = d_z.clone().transpose();
+            grads.push(LstmLayerGrads {
+                weight_ih: d_z_t.clone().matmul(cache.input.clone()),
+                weight_hh: d_z_t.matmul(hidden_prev),
+                bias: d_z.clone().sum_dim(0).squeeze_dim(0),
+            });
+            let d_layer_input = d_z.matmul(layer.weight_ih.val().inner());
+            let d_in = d_layer_input.dims()[1];
+            d_input = d_layer_input.reshape([batch, time, d_in]);
+        }
+        grads.reverse();
+        LstmGrads {
+            layers: grads,
+            input: d_input,
+        }
+    }
+
+    fn backward_on_device(
+        &self,
+        batch: usize,
+        time: usize,
+        keep: Option<&[Tensor<2>]>,
+        caches: &[LayerCache],
+        d_output: Tensor<3>,
+    ) -> LstmGrads {
         let h = self.d_hidden();
         let mut d_out = d_output.inner();
         let mut grads = Vec::with_capacity(self.layers.len());
-        for (layer, cache) in self.layers.iter().zip(&tape.layers).rev() {
+        for (layer, cache) in self.layers.iter().zip(caches).rev() {
             let w_hh = layer.weight_hh.val().inner();
             let w_ih = layer.weight_ih.val().inner();
             let device = w_hh.device();
@@ -198,7 +481,7 @@ impl Lstm {
                 let d_z = Tensor::cat(vec![d_i, d_f, d_g, d_o], 1);
                 d_hidden_next = d_z.clone().matmul(w_hh.clone());
                 d_cell_next = d_cell * f;
-                if let Some(keep) = &tape.keep {
+                if let Some(keep) = keep {
                     d_hidden_next = d_hidden_next * keep[t].clone();
                     d_cell_next = d_cell_next * keep[t].clone();
                 }

@@ -7,4 +7,4 @@ mod lstm;
 mod lstm_bptt;
 
 pub use lstm::{Lstm, LstmConfig, LstmInit, LstmLayer, LstmState};
-pub use lstm_bptt::{LstmGrads, LstmLayerGrads, LstmTape};
+pub use lstm_bptt::{LstmGrads, LstmLayerGrads, LstmTape, Recurrence};

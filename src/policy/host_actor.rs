@@ -19,7 +19,7 @@ use super::config::FactoredRecurrentActorCriticConfig;
 use super::network::{FactoredRecurrentActorCritic, LAYER_NORM_EPSILON, Mlp, checked_inputs};
 use crate::action_space::ActionSpace;
 use crate::error::{Error, Result};
-use crate::nn::host::{PackedMatrix, dense, layer_norm, relu, sigmoid};
+use crate::nn::host::{PackedMatrix, dense, layer_norm, lstm_cell, relu};
 
 /// The recurrent state of a [`HostActor`]: `h` and `c` as `[num_layers, batch, d_hidden]` each,
 /// row-major.
@@ -406,18 +406,18 @@ impl HostActor {
             dense(&layer_input, batch, &layer.input, &layer.bias, &mut z);
             let mut recurrent = vec![0.0; batch * 4 * h];
             dense(hidden, batch, &layer.recurrent, &[], &mut recurrent);
+            let mut tanh_cell = vec![0.0; h];
             for row in 0..batch {
-                let z = &z[row * 4 * h..(row + 1) * 4 * h];
-                let r = &recurrent[row * 4 * h..(row + 1) * 4 * h];
-                for j in 0..h {
-                    let i = sigmoid(z[j] + r[j]);
-                    let f = sigmoid(z[h + j] + r[h + j]);
-                    let g = (z[2 * h + j] + r[2 * h + j]).tanh();
-                    let o = sigmoid(z[3 * h + j] + r[3 * h + j]);
-                    let new_cell = f * cell[row * h + j] + i * g;
-                    cell[row * h + j] = new_cell;
-                    hidden[row * h + j] = o * new_cell.tanh();
+                let z = &mut z[row * 4 * h..(row + 1) * 4 * h];
+                for (z, r) in z.iter_mut().zip(&recurrent[row * 4 * h..(row + 1) * 4 * h]) {
+                    *z += r;
                 }
+                lstm_cell(
+                    z,
+                    &mut cell[row * h..(row + 1) * h],
+                    &mut tanh_cell,
+                    &mut hidden[row * h..(row + 1) * h],
+                );
             }
             layer_input = hidden.to_vec();
         }
