@@ -335,14 +335,14 @@ const LOG2_E: f32 = std::f32::consts::LOG2_E;
 /// `ln 2` split in two, Cephes' `C1 + C2`, for an exact range reduction.
 const LN2_HIGH: f32 = 0.693_359_4;
 const LN2_LOW: f32 = -2.121_944_4e-4;
-/// Cephes `expf`'s minimax polynomial for `e^r` on `|r| ≤ ln2 / 2`, highest degree first.
+/// Cephes `expf`'s minimax polynomial (its decimal constants rounded to f32) for `e^r` on `|r| ≤ ln2 / 2`, highest degree first.
 const EXP_POLY: [f32; 6] = [
     1.987_569_1e-4,
     1.398_199_9e-3,
     8.333_452e-3,
     4.166_579_6e-2,
-    1.666_666_5e-1,
-    5.000_000_1e-1,
+    1.666_666_6e-1,
+    0.5,
 ];
 /// Below this magnitude Cephes `tanhf` uses an odd polynomial instead of the exponential form,
 /// which would cancel.
@@ -350,10 +350,10 @@ const TANH_SMALL: f32 = 0.625;
 /// Cephes `tanhf`'s polynomial `P(x²)` in `tanh x = x + x³·P(x²)`, highest degree first.
 const TANH_POLY: [f32; 5] = [
     -5.704_988_7e-3,
-    2.063_908_9e-2,
-    -5.373_971_6e-2,
+    2.063_908_8e-2,
+    -5.373_971_5e-2,
     1.333_144_2e-1,
-    -3.333_328_2e-1,
+    -3.333_328e-1,
 ];
 
 /// `e^x` (Cephes `expf`), the scalar twin of the AVX2 lanes.
