@@ -4,13 +4,18 @@
 //! GEMM (burn's CPU backend uses the `gemm` crate) packs the whole weight matrix before using it,
 //! which for 4 rows costs more than the arithmetic; measured here, `[4, 512] × [512, 2048]` took
 //! 0.28 ms through burn, and 0.65 ms when the weight is a transposed view. These kernels stream each
-//! weight row once and update all rows with it (AVX2/FMA when the CPU has them, chosen at run time).
+//! weight row once and update all rows with it (AVX2/FMA when the CPU has them, chosen at run time),
+//! and spread larger products over the cores with [`fork`].
+
+use super::fork;
+use std::sync::Mutex;
 
 /// Output columns one register tile covers (two 8-wide AVX2 vectors).
 const TILE_COLUMNS: usize = 16;
-/// Rows one register tile covers: 4 rows × 2 vectors of accumulators plus the weight vectors and a
-/// broadcast fit AVX2's 16 registers.
-const TILE_ROWS: usize = 4;
+/// Rows one register tile covers: 6 rows × 2 vectors of accumulators plus the two weight vectors
+/// and a broadcast fill 15 of AVX2's 16 registers. Fewer rows left over go through a 4-row tile,
+/// then one row at a time.
+const TILE_ROWS: usize = 6;
 
 /// A `[k, n]` weight matrix stored strip by strip for [`dense`]: for each group of
 /// [`TILE_COLUMNS`] output columns, its `k` rows one after the other (the last strip zero-padded).
@@ -104,41 +109,59 @@ pub fn dense(x: &[f32], rows: usize, w: &PackedMatrix, bias: &[f32], out: &mut [
     );
     let view = w.view();
     let num_strips = w.n.div_ceil(TILE_COLUMNS);
-    if rows * w.k * w.n < PARALLEL_MIN_MULTIPLY_ADDS || num_strips < 2 {
+    let parts = (rows * w.k * w.n / MIN_MULTIPLY_ADDS_PER_PART)
+        .min(num_strips)
+        .min(fork::threads());
+    if parts < 2 {
         dense_view(x, rows, view, bias, out);
         return;
     }
-    // Two halves of the column strips on two threads (the reference machine has two cores), each
-    // into its own buffer; every element is computed exactly as on one thread.
-    let (left, right) = view.split_at_strip(num_strips / 2);
-    let split = left.n;
-    let bias_of = |range: std::ops::Range<usize>| {
-        if bias.is_empty() {
+    // Consecutive runs of column strips, one per thread, each into its own buffer; every element
+    // is computed exactly as on one thread.
+    let mut pieces = Vec::with_capacity(parts);
+    let mut rest = view;
+    for part in 0..parts {
+        let strips = (num_strips * (part + 1)) / parts - (num_strips * part) / parts;
+        let (piece, after) = rest.split_at_strip(strips);
+        pieces.push(piece);
+        rest = after;
+    }
+    let first_columns: Vec<usize> = pieces
+        .iter()
+        .scan(0, |c0, piece| {
+            let first = *c0;
+            *c0 += piece.n;
+            Some(first)
+        })
+        .collect();
+    let outputs: Vec<Mutex<Vec<f32>>> = pieces
+        .iter()
+        .map(|piece| Mutex::new(vec![0.0; rows * piece.n]))
+        .collect();
+    fork::run_parts(parts, &|part| {
+        let (piece, c0) = (pieces[part], first_columns[part]);
+        let piece_bias = if bias.is_empty() {
             &[][..]
         } else {
-            &bias[range]
+            &bias[c0..c0 + piece.n]
+        };
+        let mut piece_out = outputs[part].lock().unwrap_or_else(|e| e.into_inner());
+        dense_view(x, rows, piece, piece_bias, &mut piece_out);
+    });
+    for ((piece, c0), piece_out) in pieces.iter().zip(&first_columns).zip(outputs) {
+        let piece_out = piece_out.into_inner().unwrap_or_else(|e| e.into_inner());
+        for (row, values) in out
+            .chunks_exact_mut(w.n)
+            .zip(piece_out.chunks_exact(piece.n))
+        {
+            row[*c0..c0 + piece.n].copy_from_slice(values);
         }
-    };
-    let mut left_out = vec![0.0; rows * left.n];
-    let mut right_out = vec![0.0; rows * right.n];
-    rayon::join(
-        || dense_view(x, rows, left, bias_of(0..split), &mut left_out),
-        || dense_view(x, rows, right, bias_of(split..w.n), &mut right_out),
-    );
-    for ((row, l), r) in out
-        .chunks_exact_mut(w.n)
-        .zip(left_out.chunks_exact(left.n))
-        .zip(right_out.chunks_exact(right.n))
-    {
-        row[..split].copy_from_slice(l);
-        row[split..].copy_from_slice(r);
     }
 }
 
-/// Products with fewer multiply-adds than this stay on the calling thread: waking the pool costs
-/// more than it saves below it (measured: batch-4 acting of the reference network, 4.2M
-/// multiply-adds per LSTM product, took 1.65 ms split and 1.14 ms on one thread).
-const PARALLEL_MIN_MULTIPLY_ADDS: usize = 1 << 23;
+/// Each thread gets at least this many multiply-adds of a product, else the product runs on fewer
+/// threads: handing a part to a spinning helper costs about a microsecond.
+const MIN_MULTIPLY_ADDS_PER_PART: usize = 1 << 17;
 
 fn dense_view(x: &[f32], rows: usize, w: PackedView<'_>, bias: &[f32], out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
@@ -161,6 +184,11 @@ unsafe fn dense_avx2(x: &[f32], rows: usize, w: PackedView<'_>, bias: &[f32], ou
             // SAFETY: `dense` checked the lengths of `x`, `bias` and `out` against `rows` and `w`.
             unsafe { tile_avx2::<TILE_ROWS>(x, r0, w, strip, bias, out) };
             r0 += TILE_ROWS;
+        }
+        if r0 + 4 <= rows {
+            // SAFETY: as above.
+            unsafe { tile_avx2::<4>(x, r0, w, strip, bias, out) };
+            r0 += 4;
         }
         for r in r0..rows {
             // SAFETY: as above.
@@ -232,6 +260,10 @@ fn dense_portable(x: &[f32], rows: usize, w: PackedView<'_>, bias: &[f32], out: 
         while r0 + TILE_ROWS <= rows {
             tile::<TILE_ROWS>(x, r0, w, strip, bias, out);
             r0 += TILE_ROWS;
+        }
+        if r0 + 4 <= rows {
+            tile::<4>(x, r0, w, strip, bias, out);
+            r0 += 4;
         }
         for r in r0..rows {
             tile::<1>(x, r, w, strip, bias, out);
@@ -541,7 +573,7 @@ mod tests {
             (6, 9, 53, false),
             (64, 5, 18, true),
             (2, 1, 5, true),
-            // Large enough to be split over two threads.
+            // Large enough to be split over the helper threads.
             (16, 512, 1100, true),
             (17, 700, 1000, false),
         ] {
