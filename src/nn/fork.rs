@@ -162,10 +162,10 @@ pub(crate) fn run_parts(parts: usize, job: &(dyn Fn(usize) + Sync)) {
                 index: i + 1,
             })
         };
-        if slot.state.swap(POSTED, Ordering::AcqRel) == SLEEPING {
-            if let Some(thread) = slot.thread.get() {
-                thread.unpark();
-            }
+        if slot.state.swap(POSTED, Ordering::AcqRel) == SLEEPING
+            && let Some(thread) = slot.thread.get()
+        {
+            thread.unpark();
         }
     }
     let own = catch_unwind(AssertUnwindSafe(|| {
