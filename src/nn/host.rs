@@ -48,6 +48,34 @@ impl PackedMatrix {
         Self { k, n, strips }
     }
 
+    /// Packs the `[k, n]` matrix whose row-major transpose `[n, k]` is `w_t` (a weight stored
+    /// `[out, in]`, as burn's and PyTorch's LSTMs store theirs), without building the transpose.
+    ///
+    /// # Panics
+    /// When `w_t` does not hold `n * k` values.
+    pub fn pack_transposed(w_t: &[f32], k: usize, n: usize) -> Self {
+        assert_eq!(
+            w_t.len(),
+            k * n,
+            "PackedMatrix::pack_transposed: w_t is not [n, k]"
+        );
+        let num_strips = n.div_ceil(TILE_COLUMNS);
+        let mut strips = vec![0.0; num_strips * k * TILE_COLUMNS];
+        for (column, row_of_t) in w_t.chunks_exact(k).enumerate() {
+            let (strip, lane) = (column / TILE_COLUMNS, column % TILE_COLUMNS);
+            let block = &mut strips[strip * k * TILE_COLUMNS..(strip + 1) * k * TILE_COLUMNS];
+            for (slot, &value) in block
+                .iter_mut()
+                .skip(lane)
+                .step_by(TILE_COLUMNS)
+                .zip(row_of_t)
+            {
+                *slot = value;
+            }
+        }
+        Self { k, n, strips }
+    }
+
     /// Columns (the output width).
     pub fn n(&self) -> usize {
         self.n
@@ -565,6 +593,19 @@ mod tests {
 
     /// Every element equals the sequential fused sum (bias first, then `k` ascending), whatever
     /// the shape: full tiles, partial row blocks, tail columns, no bias, split over threads.
+    #[test]
+    fn packing_the_transpose_equals_packing_the_matrix() {
+        for (k, n) in [(3, 16), (5, 37), (64, 2)] {
+            let w: Vec<f32> = (0..k * n).map(|i| i as f32).collect();
+            let w_t: Vec<f32> = (0..n * k).map(|i| w[(i % k) * n + i / k]).collect();
+            assert_eq!(
+                PackedMatrix::pack_transposed(&w_t, k, n),
+                PackedMatrix::pack(&w, k, n),
+                "{k}x{n}"
+            );
+        }
+    }
+
     #[test]
     fn dense_is_the_sequential_fused_sum_for_every_tiling() {
         for (rows, k, n, with_bias) in [

@@ -282,8 +282,8 @@ impl Lstm {
                     + bias),
             );
             // `h·W_hhᵀ` takes `W_hhᵀ` as `[H, 4H]`.
-            let w_hh_t = to_host(&layer.weight_hh.val().inner().transpose());
-            let recurrent_weight = PackedMatrix::pack(&w_hh_t, h, 4 * h);
+            let recurrent_weight =
+                PackedMatrix::pack_transposed(&to_host(&layer.weight_hh.val().inner()), h, 4 * h);
             let mut hidden = initial_hidden[k * batch * h..(k + 1) * batch * h].to_vec();
             let mut cell = initial_cell[k * batch * h..(k + 1) * batch * h].to_vec();
             let mut cache = HostLayerCache {

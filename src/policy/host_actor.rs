@@ -201,16 +201,6 @@ fn host<const D: usize>(param: &Param<Tensor<D>>) -> Vec<f32> {
     crate::distribution::to_host(&param.val())
 }
 
-fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    let mut out = vec![0.0; values.len()];
-    for r in 0..rows {
-        for c in 0..cols {
-            out[c * rows + r] = values[r * cols + c];
-        }
-    }
-    out
-}
-
 fn dense_layers(mlp: &Mlp) -> Vec<Dense> {
     mlp.layers.iter().map(Dense::from_linear).collect()
 }
@@ -232,16 +222,8 @@ impl FactoredRecurrentActorCritic {
                     .map(|(a, b)| a + b)
                     .collect();
                 LstmLayerHost {
-                    input: PackedMatrix::pack(
-                        &transpose(&host(&layer.weight_ih), rows, d_in),
-                        d_in,
-                        rows,
-                    ),
-                    recurrent: PackedMatrix::pack(
-                        &transpose(&host(&layer.weight_hh), rows, h),
-                        h,
-                        rows,
-                    ),
+                    input: PackedMatrix::pack_transposed(&host(&layer.weight_ih), d_in, rows),
+                    recurrent: PackedMatrix::pack_transposed(&host(&layer.weight_hh), h, rows),
                     bias,
                 }
             })
