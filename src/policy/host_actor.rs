@@ -129,13 +129,12 @@ impl Dense {
     }
 }
 
-fn mlp_forward(layers: &[Dense], mut x: Vec<f32>, rows: usize) -> Vec<f32> {
-    let last = layers.len() - 1;
-    for (i, layer) in layers.iter().enumerate() {
+/// The layers of an MLP with ReLU between them (an MLP has at least one layer).
+fn mlp_forward(layers: &[Dense], x: &[f32], rows: usize) -> Vec<f32> {
+    let mut x = layers[0].forward(x, rows);
+    for layer in &layers[1..] {
+        relu(&mut x);
         x = layer.forward(&x, rows);
-        if i != last {
-            relu(&mut x);
-        }
     }
     x
 }
@@ -410,7 +409,7 @@ impl HostActor {
         let logits: Vec<Vec<f32>> = self
             .heads
             .iter()
-            .map(|head| mlp_forward(head, trunk.clone(), batch))
+            .map(|head| mlp_forward(head, &trunk, batch))
             .collect();
         // Q(s, ·): the state part of the first critic layer once, each op's row added to it.
         let state_part = self.critic_state.forward(&trunk, batch);
@@ -427,12 +426,12 @@ impl HostActor {
             per_op
         } else {
             relu(&mut per_op);
-            mlp_forward(&self.critic_rest, per_op, batch * num_ops)
+            mlp_forward(&self.critic_rest, &per_op, batch * num_ops)
         };
         let v = self
             .state_value
             .as_ref()
-            .map(|layers| mlp_forward(layers, trunk.clone(), batch));
+            .map(|layers| mlp_forward(layers, &trunk, batch));
 
         let sizes = self.space.head_sizes();
         let width = sizes.iter().sum::<usize>() + num_ops + usize::from(v.is_some());
