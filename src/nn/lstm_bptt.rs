@@ -273,14 +273,16 @@ impl Lstm {
         let mut final_hidden = Vec::with_capacity(self.layers.len() * batch * h);
         let mut final_cell = Vec::with_capacity(self.layers.len() * batch * h);
         for (k, layer) in self.layers.iter().enumerate() {
-            let bias =
-                (layer.bias_ih.val().inner() + layer.bias_hh.val().inner()).unsqueeze_dim::<2>(0);
-            let projected = to_host(
-                &(layer_input
+            let bias = to_host(&(layer.bias_ih.val().inner() + layer.bias_hh.val().inner()));
+            let mut projected = to_host(
+                &layer_input
                     .clone()
-                    .matmul(layer.weight_ih.val().inner().transpose())
-                    + bias),
+                    .matmul(layer.weight_ih.val().inner().transpose()),
             );
+            // The same additions burn's broadcast would make, without another pass over a tensor.
+            for row in projected.chunks_exact_mut(4 * h) {
+                row.iter_mut().zip(&bias).for_each(|(p, b)| *p += b);
+            }
             // `h·W_hhᵀ` takes `W_hhᵀ` as `[H, 4H]`.
             let recurrent_weight =
                 PackedMatrix::pack_transposed(&to_host(&layer.weight_hh.val().inner()), h, 4 * h);
