@@ -4,7 +4,8 @@
 //! plus value loss + entropy, backward, global grad-norm clip 1.0, Adam step) at 4 × 150 and 32 × 150.
 //! `shared/BASELINES.md` has PyTorch 2.15's figures for the identical network on this machine kind.
 //!
-//! Run: `cargo bench --bench policy`.
+//! Run: `cargo bench --bench policy`. Like the `factored-rl` binary, it first calls
+//! `backend::retain_freed_memory` (glibc keeps freed memory instead of remapping it).
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use factored_rl::action_space::reference;
@@ -42,6 +43,8 @@ fn inputs(net: &FactoredRecurrentActorCritic, rows: usize, rng: &mut StdRng) -> 
 }
 
 fn act(c: &mut Criterion) {
+    // As the `factored-rl` binary does (see its documentation for the effect on the update).
+    factored_rl::backend::retain_freed_memory();
     let net = FactoredRecurrentActorCriticConfig::reference()
         .init(&default_device())
         .unwrap();
@@ -80,6 +83,7 @@ fn act(c: &mut Criterion) {
 }
 
 fn update(c: &mut Criterion) {
+    factored_rl::backend::retain_freed_memory();
     let device = default_device().autodiff();
     let mut group = c.benchmark_group("ppo_update/reference");
     group.sample_size(10);
