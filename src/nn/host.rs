@@ -256,23 +256,19 @@ fn dense_view_with(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn dense_avx512(x: &[f32], rows: usize, w: PackedView<'_>, bias: &[f32], out: &mut [f32]) {
-    for strip in 0..w.n.div_ceil(TILE_COLUMNS) {
-        let mut r0 = 0;
-        while r0 + AVX512_TILE_ROWS <= rows {
-            // SAFETY: `dense` checked the lengths of `x`, `bias` and `out` against `rows` and `w`.
-            unsafe { tile_avx512::<AVX512_TILE_ROWS>(x, r0, w, strip, bias, out) };
-            r0 += AVX512_TILE_ROWS;
+    for_each_tile(w, rows, AVX512_TILE_ROWS, |strip, r0, tile_rows| {
+        // SAFETY: `dense` checked the lengths of `x`, `bias` and `out` against `rows` and `w`, and
+        // `for_each_tile` keeps every tile inside `rows`.
+        unsafe {
+            match tile_rows {
+                AVX512_TILE_ROWS => {
+                    tile_avx512::<AVX512_TILE_ROWS>(x, r0, w, strip, bias, out);
+                }
+                4 => tile_avx512::<4>(x, r0, w, strip, bias, out),
+                _ => tile_avx512::<1>(x, r0, w, strip, bias, out),
+            }
         }
-        if r0 + 4 <= rows {
-            // SAFETY: as above.
-            unsafe { tile_avx512::<4>(x, r0, w, strip, bias, out) };
-            r0 += 4;
-        }
-        for r in r0..rows {
-            // SAFETY: as above.
-            unsafe { tile_avx512::<1>(x, r, w, strip, bias, out) };
-        }
-    }
+    });
 }
 
 /// Rows of an AVX-512 register tile: 8 accumulators, the weight vector and a broadcast.
@@ -331,23 +327,16 @@ unsafe fn tile_avx512<const R: usize>(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn dense_avx2(x: &[f32], rows: usize, w: PackedView<'_>, bias: &[f32], out: &mut [f32]) {
-    for strip in 0..w.n.div_ceil(TILE_COLUMNS) {
-        let mut r0 = 0;
-        while r0 + TILE_ROWS <= rows {
-            // SAFETY: `dense` checked the lengths of `x`, `bias` and `out` against `rows` and `w`.
-            unsafe { tile_avx2::<TILE_ROWS>(x, r0, w, strip, bias, out) };
-            r0 += TILE_ROWS;
+    for_each_tile(w, rows, TILE_ROWS, |strip, r0, tile_rows| {
+        // SAFETY: as in `dense_avx512`.
+        unsafe {
+            match tile_rows {
+                TILE_ROWS => tile_avx2::<TILE_ROWS>(x, r0, w, strip, bias, out),
+                4 => tile_avx2::<4>(x, r0, w, strip, bias, out),
+                _ => tile_avx2::<1>(x, r0, w, strip, bias, out),
+            }
         }
-        if r0 + 4 <= rows {
-            // SAFETY: as above.
-            unsafe { tile_avx2::<4>(x, r0, w, strip, bias, out) };
-            r0 += 4;
-        }
-        for r in r0..rows {
-            // SAFETY: as above.
-            unsafe { tile_avx2::<1>(x, r, w, strip, bias, out) };
-        }
-    }
+    });
 }
 
 /// One register tile: rows `r0..r0 + R`, the columns of `strip`.
@@ -408,18 +397,35 @@ unsafe fn tile_avx2<const R: usize>(
 /// `k` (and reused from cache by the next row block).
 #[inline(always)]
 fn dense_portable(x: &[f32], rows: usize, w: PackedView<'_>, bias: &[f32], out: &mut [f32]) {
+    for_each_tile(w, rows, TILE_ROWS, |strip, r0, tile_rows| match tile_rows {
+        TILE_ROWS => tile::<TILE_ROWS>(x, r0, w, strip, bias, out),
+        4 => tile::<4>(x, r0, w, strip, bias, out),
+        _ => tile::<1>(x, r0, w, strip, bias, out),
+    });
+}
+
+/// The register tiles of every kernel: for each strip of output columns, blocks of `big` rows,
+/// then one block of 4 if that many are left, then single rows. Calls `tile(strip, r0, rows)` with
+/// `rows` one of `big`, 4 and 1.
+#[inline(always)]
+fn for_each_tile(
+    w: PackedView<'_>,
+    rows: usize,
+    big: usize,
+    mut tile: impl FnMut(usize, usize, usize),
+) {
     for strip in 0..w.n.div_ceil(TILE_COLUMNS) {
         let mut r0 = 0;
-        while r0 + TILE_ROWS <= rows {
-            tile::<TILE_ROWS>(x, r0, w, strip, bias, out);
-            r0 += TILE_ROWS;
+        while r0 + big <= rows {
+            tile(strip, r0, big);
+            r0 += big;
         }
         if r0 + 4 <= rows {
-            tile::<4>(x, r0, w, strip, bias, out);
+            tile(strip, r0, 4);
             r0 += 4;
         }
         for r in r0..rows {
-            tile::<1>(x, r, w, strip, bias, out);
+            tile(strip, r, 1);
         }
     }
 }
