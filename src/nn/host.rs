@@ -271,6 +271,64 @@ unsafe fn dense_avx512(x: &[f32], rows: usize, w: PackedView<'_>, bias: &[f32], 
     });
 }
 
+/// What one register tile of the SIMD kernels reads, and where its rows go.
+#[cfg(target_arch = "x86_64")]
+struct TileOperands<'a> {
+    /// Output width of the whole product.
+    n: usize,
+    /// The strip's first output column.
+    c0: usize,
+    /// The strip's real columns (fewer than [`TILE_COLUMNS`] in a zero-padded last strip).
+    width: usize,
+    /// The bias of the strip's columns, zero past `width` or without a bias.
+    bias: [f32; TILE_COLUMNS],
+    /// The strip's `k` rows of [`TILE_COLUMNS`] weights.
+    weights: &'a [f32],
+    /// The tile's rows of `x`, `rows * k`.
+    x: &'a [f32],
+}
+
+#[cfg(target_arch = "x86_64")]
+impl<'a> TileOperands<'a> {
+    /// The operands of the tile of `rows` rows from `r0` over the columns of `strip`.
+    ///
+    /// # Panics
+    /// When `x` holds fewer than `(r0 + rows) * w.k` values or `bias` is neither empty nor
+    /// `w.n` long.
+    #[inline(always)]
+    fn new(
+        x: &'a [f32],
+        r0: usize,
+        rows: usize,
+        w: PackedView<'a>,
+        strip: usize,
+        bias: &[f32],
+    ) -> Self {
+        let k = w.k;
+        let c0 = strip * TILE_COLUMNS;
+        let width = TILE_COLUMNS.min(w.n - c0);
+        let mut bias_tile = [0.0f32; TILE_COLUMNS];
+        if !bias.is_empty() {
+            bias_tile[..width].copy_from_slice(&bias[c0..c0 + width]);
+        }
+        Self {
+            n: w.n,
+            c0,
+            width,
+            bias: bias_tile,
+            weights: &w.strips[strip * k * TILE_COLUMNS..(strip + 1) * k * TILE_COLUMNS],
+            x: &x[r0 * k..(r0 + rows) * k],
+        }
+    }
+
+    /// Writes the real columns of one computed tile row into output row `row` of `out`.
+    #[inline(always)]
+    fn store(&self, out: &mut [f32], row: usize, values: &[f32; TILE_COLUMNS]) {
+        let at = row * self.n + self.c0;
+        out[at..at + self.width].copy_from_slice(&values[..self.width]);
+    }
+}
+
 /// Rows of an AVX-512 register tile: 8 accumulators, the weight vector and a broadcast.
 #[cfg(target_arch = "x86_64")]
 const AVX512_TILE_ROWS: usize = 8;
@@ -291,21 +349,14 @@ unsafe fn tile_avx512<const R: usize>(
     out: &mut [f32],
 ) {
     use std::arch::x86_64::{_mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_storeu_ps};
-    let (k, n) = (w.k, w.n);
-    let c0 = strip * TILE_COLUMNS;
-    let width = TILE_COLUMNS.min(n - c0);
-    let mut bias_tile = [0.0f32; TILE_COLUMNS];
-    if !bias.is_empty() {
-        bias_tile[..width].copy_from_slice(&bias[c0..c0 + width]);
-    }
-    let strip_values = &w.strips[strip * k * TILE_COLUMNS..(strip + 1) * k * TILE_COLUMNS];
-    let x_block = &x[r0 * k..(r0 + R) * k];
-    // SAFETY: every pointer below stays inside `bias_tile`, `strip_values` (k rows of 16) or
-    // `x_block` (R rows of k), whose lengths are fixed above.
+    let k = w.k;
+    let tile = TileOperands::new(x, r0, R, w, strip, bias);
+    // SAFETY: every pointer below stays inside `tile.bias`, `tile.weights` (k rows of 16) or
+    // `tile.x` (R rows of k), whose lengths `TileOperands::new` fixes.
     unsafe {
-        let mut acc = [_mm512_loadu_ps(bias_tile.as_ptr()); R];
-        let w_ptr = strip_values.as_ptr();
-        let x_ptr = x_block.as_ptr();
+        let mut acc = [_mm512_loadu_ps(tile.bias.as_ptr()); R];
+        let w_ptr = tile.weights.as_ptr();
+        let x_ptr = tile.x.as_ptr();
         for kk in 0..k {
             let w_row = _mm512_loadu_ps(w_ptr.add(kk * TILE_COLUMNS));
             for (r, acc_row) in acc.iter_mut().enumerate() {
@@ -316,8 +367,7 @@ unsafe fn tile_avx512<const R: usize>(
         let mut row = [0.0f32; TILE_COLUMNS];
         for (r, acc_row) in acc.iter().enumerate() {
             _mm512_storeu_ps(row.as_mut_ptr(), *acc_row);
-            let at = (r0 + r) * n + c0;
-            out[at..at + width].copy_from_slice(&row[..width]);
+            tile.store(out, r0 + r, &row);
         }
     }
 }
@@ -355,24 +405,17 @@ unsafe fn tile_avx2<const R: usize>(
     out: &mut [f32],
 ) {
     use std::arch::x86_64::{_mm256_fmadd_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_storeu_ps};
-    let (k, n) = (w.k, w.n);
-    let c0 = strip * TILE_COLUMNS;
-    let width = TILE_COLUMNS.min(n - c0);
-    let mut bias_tile = [0.0f32; TILE_COLUMNS];
-    if !bias.is_empty() {
-        bias_tile[..width].copy_from_slice(&bias[c0..c0 + width]);
-    }
-    let strip_values = &w.strips[strip * k * TILE_COLUMNS..(strip + 1) * k * TILE_COLUMNS];
-    let x_block = &x[r0 * k..(r0 + R) * k];
-    // SAFETY: every pointer below stays inside `bias_tile`, `strip_values` (k rows of 16) or
-    // `x_block` (R rows of k), whose lengths are fixed above.
+    let k = w.k;
+    let tile = TileOperands::new(x, r0, R, w, strip, bias);
+    // SAFETY: every pointer below stays inside `tile.bias`, `tile.weights` (k rows of 16) or
+    // `tile.x` (R rows of k), whose lengths `TileOperands::new` fixes.
     unsafe {
-        let low = _mm256_loadu_ps(bias_tile.as_ptr());
-        let high = _mm256_loadu_ps(bias_tile.as_ptr().add(8));
+        let low = _mm256_loadu_ps(tile.bias.as_ptr());
+        let high = _mm256_loadu_ps(tile.bias.as_ptr().add(8));
         let mut acc_low = [low; R];
         let mut acc_high = [high; R];
-        let w_ptr = strip_values.as_ptr();
-        let x_ptr = x_block.as_ptr();
+        let w_ptr = tile.weights.as_ptr();
+        let x_ptr = tile.x.as_ptr();
         for kk in 0..k {
             let w_low = _mm256_loadu_ps(w_ptr.add(kk * TILE_COLUMNS));
             let w_high = _mm256_loadu_ps(w_ptr.add(kk * TILE_COLUMNS + 8));
@@ -386,8 +429,7 @@ unsafe fn tile_avx2<const R: usize>(
         for r in 0..R {
             _mm256_storeu_ps(row.as_mut_ptr(), acc_low[r]);
             _mm256_storeu_ps(row.as_mut_ptr().add(8), acc_high[r]);
-            let at = (r0 + r) * n + c0;
-            out[at..at + width].copy_from_slice(&row[..width]);
+            tile.store(out, r0 + r, &row);
         }
     }
 }
