@@ -9,7 +9,7 @@ use factored_rl::burn::tensor::Tensor;
 use factored_rl::nn::LstmState;
 use factored_rl::policy::{
     ActInput, ActMode, EvaluateInput, FactoredRecurrentActorCritic,
-    FactoredRecurrentActorCriticConfig, Sequences,
+    FactoredRecurrentActorCriticConfig, Sequences, ValueMode,
 };
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -533,12 +533,14 @@ fn reference_preset_has_the_spec_parameter_count() {
     assert_eq!(net.num_params(), 3_625_314);
 }
 
-/// The hand-written BPTT path gives the gradients burn's autodiff gives for the same loss.
-#[test]
-fn fast_gradients_equal_autodiff_gradients() {
+/// Runs `evaluate_with_gradients` and plain autodiff on the same inputs and loss, and checks that
+/// every parameter's gradient agrees within 1e-4 of that parameter's largest gradient.
+fn assert_fast_gradients_match_autodiff(
+    config: FactoredRecurrentActorCriticConfig,
+    masks: impl Fn(&ActionSpace, usize) -> Vec<Vec<bool>>,
+) {
     use factored_rl::burn::optim::GradientsParams;
     let device = default_device().autodiff();
-    let config = small_config().with_num_lstm_layers(2);
     let net = config.init(&device).unwrap().train();
     let space = net.space().clone();
     let (batch, time) = (3, 5);
@@ -546,7 +548,7 @@ fn fast_gradients_equal_autodiff_gradients() {
     let mut rng = StdRng::seed_from_u64(2);
     let obs = observations(&mut rng, rows, 10);
     let cat = categorical(rows);
-    let masks = all_allowed(&space, rows);
+    let masks = masks(&space, rows);
     let starts: Vec<bool> = (0..rows).map(|r| r % time == 0 || r == 7).collect();
     let mut actions: Vec<Vec<usize>> = space
         .heads()
@@ -566,10 +568,13 @@ fn fast_gradients_equal_autodiff_gradients() {
         masks: &masks,
         actions: &actions,
     };
+    // Every output of an evaluation enters the loss, each with its own weight.
     let loss_of = |eval: &factored_rl::policy::Evaluation| {
-        let mut loss = eval.values.clone().powi_scalar(2).sum();
+        let mut loss = eval.values.clone().powi_scalar(2).sum()
+            + eval.q_values.clone().sin().sum().mul_scalar(0.3);
         for (h, (lp, e)) in eval.log_probs.iter().zip(&eval.entropies).enumerate() {
-            loss = loss + lp.clone().sum().mul_scalar(h as f32 + 1.0) - e.clone().sum();
+            loss = loss + lp.clone().sum().mul_scalar(h as f32 + 1.0)
+                - e.clone().sum().mul_scalar(0.5 + h as f32 / 4.0);
         }
         loss
     };
@@ -577,11 +582,14 @@ fn fast_gradients_equal_autodiff_gradients() {
         .evaluate_actions(&input, net.initial_state(batch))
         .unwrap();
     let reference = GradientsParams::from_grads(loss_of(&eval).backward(), &net);
-    let (fast, ()) = net
-        .evaluate_with_gradients(&input, net.initial_state(batch), |eval| {
-            Ok((loss_of(eval), ()))
+    let (fast, fast_values) = net
+        .evaluate_with_gradients(&input, net.initial_state(batch), |fast_eval| {
+            Ok((loss_of(fast_eval), host(fast_eval.values.clone())))
         })
         .unwrap();
+    for (x, y) in host(eval.values.clone()).iter().zip(&fast_values) {
+        assert!((x - y).abs() <= 1e-5, "values: {x} vs {y}");
+    }
 
     struct Compare<'a> {
         a: &'a GradientsParams,
@@ -602,6 +610,7 @@ fn fast_gradients_equal_autodiff_gradients() {
                 .get::<D>(param.id)
                 .map(|t| t.into_data().try_into_vec_as::<f32>().unwrap());
             let (a, b) = (a.expect("autodiff gradient"), b.expect("fast gradient"));
+            assert_eq!(a.len(), b.len(), "{:?}", param.lazy_shape());
             let scale = a.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-3);
             for (x, y) in a.iter().zip(&b) {
                 assert!(
@@ -620,6 +629,98 @@ fn fast_gradients_equal_autodiff_gradients() {
     };
     net.visit(&mut compare);
     assert!(compare.compared > 20);
+}
+
+/// Masks with about a third of the entries forbidden (never a whole row, never the stored
+/// actions of the parity tests).
+fn sparse_masks(space: &ActionSpace, rows: usize) -> Vec<Vec<bool>> {
+    space
+        .heads()
+        .iter()
+        .enumerate()
+        .map(|(head, h)| {
+            (0..rows * h.size)
+                .map(|i| {
+                    let (row, action) = (i / h.size, i % h.size);
+                    let kept = [h.size / 2, reference::SIGMOID_ADD, 1, 2, 3];
+                    kept.contains(&action) || (row + action + head) % 3 != 0
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The hand-written BPTT path gives the gradients burn's autodiff gives for the same loss.
+#[test]
+fn fast_gradients_equal_autodiff_gradients() {
+    assert_fast_gradients_match_autodiff(small_config().with_num_lstm_layers(2), all_allowed);
+}
+
+/// The same in every value mode, with masked actions and op-conditioned rules in force, and with
+/// heads, critic and `V(s)` of other depths (no hidden layer, two hidden layers).
+#[test]
+fn fast_gradients_equal_autodiff_gradients_in_every_value_mode_and_depth() {
+    let mut head_hidden = vec![vec![8]; 8];
+    head_hidden[0] = Vec::new();
+    head_hidden[reference::BLUEPRINT] = vec![8, 6];
+    for (value_mode, critic_hidden) in [
+        (ValueMode::SelectedOp, vec![8, 5]),
+        (ValueMode::ExpectedOp, Vec::new()),
+        (ValueMode::StateValue, vec![7]),
+    ] {
+        let config = small_config()
+            .with_head_hidden(head_hidden.clone())
+            .with_critic_hidden(critic_hidden)
+            .with_value_mode(value_mode);
+        assert_fast_gradients_match_autodiff(config, sparse_masks);
+    }
+}
+
+/// Stored actions the masks forbid are the same named errors in `evaluate_with_gradients` as in
+/// `evaluate_actions`.
+#[test]
+fn fast_gradients_name_a_masked_stored_action() {
+    let device = default_device().autodiff();
+    let net = small_config().init(&device).unwrap().train();
+    let space = net.space().clone();
+    let (batch, time) = (2, 3);
+    let rows = batch * time;
+    let mut rng = StdRng::seed_from_u64(3);
+    let obs = observations(&mut rng, rows, 10);
+    let cat = categorical(rows);
+    let mut masks = all_allowed(&space, rows);
+    let blueprint_size = space.heads()[reference::BLUEPRINT].size;
+    masks[reference::BLUEPRINT][4 * blueprint_size] = false;
+    let starts = vec![false; rows];
+    let mut actions: Vec<Vec<usize>> = space.heads().iter().map(|_| vec![0; rows]).collect();
+    actions[reference::OP] = vec![reference::GERMINATE; rows];
+    let input = EvaluateInput {
+        sequences: Sequences {
+            batch,
+            time,
+            observations: &obs,
+            categorical: &cat,
+            episode_starts: &starts,
+        },
+        masks: &masks,
+        actions: &actions,
+    };
+    let fast = net
+        .evaluate_with_gradients(&input, net.initial_state(batch), |eval| {
+            Ok((eval.values.clone().sum(), ()))
+        })
+        .map(|_| ());
+    let plain = net
+        .evaluate_actions(&input, net.initial_state(batch))
+        .map(|_| ());
+    for result in [fast, plain] {
+        match result {
+            Err(Error::MaskedAction { head, row, action }) => {
+                assert_eq!((head.as_str(), row, action), ("blueprint", 4, 0));
+            }
+            other => panic!("expected Error::MaskedAction, got {other:?}"),
+        }
+    }
 }
 
 /// Selecting rows of a host recurrent state: a row past the batch, or a state whose buffers do not
