@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use factored_rl::backend::default_device;
+use factored_rl::backend::device_by_name;
 use factored_rl::ppo::{evaluate_deterministic, load_policy};
 use factored_rl::{Error, Result};
 
@@ -20,11 +20,15 @@ pub struct Args {
     /// Episodes to play.
     #[arg(long, default_value_t = 20)]
     pub episodes: usize,
+    /// Where the checkpoint is loaded: flex (the CPU, default) or a GPU backend compiled in with
+    /// its cargo feature.
+    #[arg(long, default_value = "flex")]
+    pub backend: String,
 }
 
 /// Runs `eval`.
 pub fn run(args: Args) -> Result<()> {
-    let (meta, policy) = load_policy(&args.checkpoint, &default_device())?;
+    let (meta, policy) = load_policy(&args.checkpoint, &device_by_name(&args.backend)?)?;
     if meta.env != args.env {
         return Err(Error::CheckpointMismatch {
             path: args.checkpoint,

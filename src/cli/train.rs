@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use factored_rl::backend::default_device;
+use factored_rl::backend::device_by_name;
 use factored_rl::env::{EnvConfigs, make_env, make_vec_env};
 use factored_rl::ppo::{PpoTrainer, TrainSettings, UpdateLog, evaluate_deterministic, preset};
 use factored_rl::report::{MetricsCsv, plot_curve};
@@ -32,6 +32,10 @@ pub struct Args {
     /// Continue the run saved in the output folder.
     #[arg(long)]
     pub resume: bool,
+    /// Where the network trains: flex (the CPU, default) or a GPU backend compiled in with its
+    /// cargo feature (wgpu, cuda, tch). Acting always runs on a host copy.
+    #[arg(long, default_value = "flex")]
+    pub backend: String,
 }
 
 /// Overlays `patch` onto `base`, recursively for objects.
@@ -126,7 +130,7 @@ pub fn run(args: Args) -> Result<()> {
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("runs/{}-seed{}", args.env, args.seed)));
     let checkpoint_dir = out.join("checkpoint");
-    let device = default_device();
+    let device = device_by_name(&args.backend)?;
     let (mut trainer, mut settings) = if args.resume {
         let (trainer, meta) = PpoTrainer::resume(&checkpoint_dir, &args.env, &device)?;
         (trainer, meta.settings)
