@@ -3,9 +3,10 @@
 //! log-probs when acting, the same re-evaluation of stored sequences, and the same PPO-loss
 //! gradients, within float tolerance. Then it times one act and one update on each.
 //!
-//! Run: `cargo run --release --features cuda --example backend_check -- cuda` (or `wgpu`, `tch`
-//! with their features; `flex` checks the CPU backend against itself). It exits with status 1 when
-//! a difference is beyond tolerance.
+//! Run: `cargo run --release --features cuda --example backend_check -- cuda [ENVS]` (or `wgpu`,
+//! `tch` with their features; `flex` checks the CPU backend against itself). `ENVS` is the number
+//! of sequences of 150 steps the update replays (default 4). It exits with status 1 when a
+//! difference is beyond tolerance.
 
 use std::time::Instant;
 
@@ -85,22 +86,22 @@ impl ModuleVisitor for Collect<'_> {
     }
 }
 
-fn run(device: &Device) -> factored_rl::Result<Results> {
+fn run(device: &Device, envs: usize) -> factored_rl::Result<Results> {
     let config = FactoredRecurrentActorCriticConfig::reference();
     let net = config.init(device)?;
-    let (envs, time) = (4, 150);
-    let acting = batch(&net, envs, time);
+    let time = 150;
+    let acting = batch(&net, 4, time);
     let input = ActInput {
         observations: &acting.observations,
         categorical: &acting.categorical,
         masks: &acting.masks,
         conditional_masks: &[],
-        episode_starts: &vec![false; envs],
+        episode_starts: &[false; 4],
     };
     let mut rng = StdRng::seed_from_u64(0);
     let act = net.act(
         &input,
-        &net.initial_state(envs),
+        &net.initial_state(4),
         ActMode::Deterministic,
         &mut rng,
     )?;
@@ -109,7 +110,7 @@ fn run(device: &Device) -> factored_rl::Result<Results> {
     for _ in 0..10 {
         net.act(
             &input,
-            &net.initial_state(envs),
+            &net.initial_state(4),
             ActMode::Deterministic,
             &mut rng,
         )?;
@@ -200,9 +201,15 @@ fn relative_difference(expected: &[f32], found: &[f32]) -> f32 {
 
 fn main() -> factored_rl::Result<()> {
     let name = std::env::args().nth(1).unwrap_or_else(|| "flex".into());
+    let envs = match std::env::args().nth(2) {
+        Some(text) => text.parse().map_err(|_| {
+            factored_rl::Error::invalid("ENVS", format!("`{text}` is not a number of sequences"))
+        })?,
+        None => 4,
+    };
     let device = device_by_name(&name)?;
-    let cpu = run(&default_device())?;
-    let other = run(&device)?;
+    let cpu = run(&default_device(), envs)?;
+    let other = run(&device, envs)?;
     let mut checks = vec![
         (
             "act values",
@@ -237,7 +244,7 @@ fn main() -> factored_rl::Result<()> {
         ok &= *difference <= TOLERANCE;
     }
     println!(
-        "  act batch 4: flex {:.3} ms, {name} {:.3} ms; update 4 x 150 (forward, loss, backward): flex {:.1} ms, {name} {:.1} ms",
+        "  act batch 4: flex {:.3} ms, {name} {:.3} ms; update {envs} x 150 (forward, loss, backward): flex {:.1} ms, {name} {:.1} ms",
         cpu.act_seconds * 1e3,
         other.act_seconds * 1e3,
         cpu.update_seconds * 1e3,
