@@ -1,23 +1,14 @@
 //! `factored-rl encode` end to end on the tiny_a fixture.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
+use std::process::Output;
+
+use common::tiny_a;
 use serde_json::Value;
 
-fn tiny_a() -> PathBuf {
-    let root = std::env::var_os("FACTORED_RL_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures"));
-    root.join("olmoe/tiny_a")
-}
-
 fn encode(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_factored-rl"))
-        .arg("encode")
-        .args(args)
-        .output()
-        .expect("the binary runs")
+    common::factored_rl("encode", args)
 }
 
 /// The fixture's reference embedding `text_{i}.mean` and ids.

@@ -1,34 +1,15 @@
 //! `factored-rl grpo` end to end on the tiny_a fixture: artifacts, the final line, resuming, and
 //! bad input ending in a message and a non-zero exit, never a panic.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn tiny_a() -> PathBuf {
-    let root = std::env::var_os("FACTORED_RL_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures"));
-    root.join("olmoe/tiny_a")
-}
+use std::path::Path;
+use std::process::Output;
+
+use common::{assert_clean_failure, stderr, tiny_a};
 
 fn grpo(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_factored-rl"))
-        .arg("grpo")
-        .args(args)
-        .output()
-        .expect("the binary runs")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Fails with a message, without a panic.
-fn assert_clean_failure(out: &Output, expected: &str) {
-    let err = stderr(out);
-    assert!(!out.status.success(), "succeeded: {err}");
-    assert!(!err.contains("panicked"), "panicked: {err}");
-    assert!(err.contains(expected), "`{expected}` not in: {err}");
+    common::factored_rl("grpo", args)
 }
 
 fn rows(out_dir: &Path) -> Vec<Vec<String>> {

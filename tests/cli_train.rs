@@ -2,24 +2,14 @@
 //! checkpoint that `eval` reads; a backend this build lacks, or a checkpoint of another env, ends
 //! in a message and a non-zero exit, never a panic.
 
-use std::process::{Command, Output};
+mod common;
+
+use std::process::Output;
+
+use common::{assert_clean_failure, stderr};
 
 fn factored_rl(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_factored-rl"))
-        .args(args)
-        .output()
-        .expect("the binary runs")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn assert_clean_failure(out: &Output, expected: &str) {
-    let err = stderr(out);
-    assert!(!out.status.success(), "succeeded: {err}");
-    assert!(!err.contains("panicked"), "panicked: {err}");
-    assert!(err.contains(expected), "`{expected}` not in: {err}");
+    common::factored_rl(args[0], &args[1..])
 }
 
 fn eval_line(out: &Output) -> String {
