@@ -12,9 +12,8 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use factored_rl::action_space::reference;
 use factored_rl::backend::default_device;
 use factored_rl::burn::module::Module;
-use factored_rl::burn::optim::AdamConfig;
 use factored_rl::env::{EnvConfigs, make_env};
-use factored_rl::optim::clip_grad_norm;
+use factored_rl::optim::{FusedAdamConfig, clip_grad_norm};
 use factored_rl::policy::{
     ActInput, ActMode, EvaluateInput, FactoredRecurrentActorCritic,
     FactoredRecurrentActorCriticConfig, Sequences,
@@ -202,7 +201,7 @@ fn update(c: &mut Criterion) {
         let advantages = factored_rl::nn::init::normal(rows, 0.0, 1.0, &mut rng);
         let returns = factored_rl::nn::init::normal(rows, 0.0, 1.0, &mut rng);
         let old_values = vec![0.0; rows];
-        let mut optimizer = AdamConfig::new().with_epsilon(1e-5).init();
+        let mut optimizer = FusedAdamConfig::new().with_epsilon(1e-5).init();
         group.bench_function(&case.name, |b| {
             b.iter(|| {
                 let model = net.take().unwrap();

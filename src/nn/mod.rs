@@ -1,7 +1,7 @@
 //! Neural-network building blocks that burn does not provide with the semantics needed here.
 
 /// Fork-join over persistent helper threads, for the host kernels.
-mod fork;
+pub(crate) mod fork;
 /// Internal small-batch kernels for the host actor; their preconditions are checked by its callers.
 pub(crate) mod host;
 pub mod init;

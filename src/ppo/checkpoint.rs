@@ -14,7 +14,6 @@
 use std::path::{Path, PathBuf};
 
 use burn::module::Module;
-use burn::optim::AdamConfig;
 use burn::tensor::{Bytes, Device};
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +22,7 @@ use super::trainer::{PpoTrainer, TrainerProgress};
 use crate::checkpoint::write_atomic;
 use crate::env::{VecBatch, make_vec_env};
 use crate::error::{Error, Result};
+use crate::optim::FusedAdamConfig;
 use crate::policy::{FactoredRecurrentActorCritic, HostLstmState};
 
 /// The version of the `trainer.json` layout.
@@ -164,7 +164,7 @@ impl PpoTrainer {
         envs.restore(&meta.envs)?;
         let optimizer_path = dir.join(OPTIMIZER_FILE);
         let bytes = std::fs::read(&optimizer_path).map_err(|e| Error::io(&optimizer_path, e))?;
-        let optimizer = AdamConfig::new()
+        let optimizer = FusedAdamConfig::new()
             .with_epsilon(meta.settings.ppo.adam_epsilon)
             .init()
             .from_bytes(Bytes::from_bytes_vec(bytes))

@@ -11,7 +11,7 @@
 use std::collections::VecDeque;
 
 use burn::module::Module;
-use burn::optim::{AdamConfig, ModuleOptimizer};
+use burn::optim::ModuleOptimizer;
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -26,7 +26,7 @@ use crate::env::{EpisodeRecord, VecBatch, VecEnv};
 use crate::error::{Error, Result};
 use crate::gae::GaeParams;
 use crate::nn::LstmState;
-use crate::optim::clip_grad_norm;
+use crate::optim::{FusedAdamConfig, clip_grad_norm};
 use crate::policy::{
     ActInput, ActMode, EvaluateInput, FactoredRecurrentActorCritic,
     FactoredRecurrentActorCriticConfig, HostActor, HostLstmState, Sequences,
@@ -163,7 +163,9 @@ impl PpoTrainer {
         config: PpoConfig,
         mut envs: VecEnv,
     ) -> Result<Self> {
-        let optimizer = AdamConfig::new().with_epsilon(config.adam_epsilon).init();
+        let optimizer = FusedAdamConfig::new()
+            .with_epsilon(config.adam_epsilon)
+            .init();
         let batch = envs.reset()?;
         let state = policy.host_actor().initial_state(config.num_envs);
         let progress = TrainerProgress {
