@@ -290,6 +290,30 @@ pub(crate) fn bool_tensor<const D: usize>(
     Tensor::from_data(TensorData::new(values.to_vec(), shape), device)
 }
 
+/// The values of `tensor`, taking it. On burn's CPU backend a tensor nothing else holds is read
+/// without a copy beyond the one into the vector (none when its buffer came from a `Vec<f32>`),
+/// where [`to_host`] copies three times (into bytes, into an aligned buffer, into the vector).
+pub(crate) fn into_host<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
+    tensor
+        .into_data()
+        .try_into_vec_as::<f32>()
+        .expect("a float tensor converts to f32")
+}
+
+/// `f` over the values of an `f32` tensor without collecting them into a vector (one copy fewer
+/// than [`to_host`] for a tensor that is also held elsewhere, such as a parameter).
+pub(crate) fn with_host_values<const D: usize, R>(
+    tensor: Tensor<D>,
+    f: impl FnOnce(&[f32]) -> R,
+) -> R {
+    let data = tensor
+        .into_data()
+        .try_cast_as::<f32>()
+        .expect("a float tensor converts to f32");
+    f(data.as_slice::<f32>().expect("f32 data is an f32 slice"))
+}
+
+/// The values of `tensor` (it stays usable; see [`into_host`] for a tensor that can be taken).
 pub(crate) fn to_host<const D: usize>(tensor: &Tensor<D>) -> Vec<f32> {
     tensor
         .to_data()

@@ -10,4 +10,6 @@ mod masked;
 
 pub use factored::FactoredDistribution;
 pub use masked::{MASKED_LOGIT, MaskedCategorical, masked_log_softmax_row};
-pub(crate) use masked::{argmax_allowed, first_empty_row, sample_allowed, to_host};
+pub(crate) use masked::{
+    argmax_allowed, first_empty_row, into_host, sample_allowed, to_host, with_host_values,
+};

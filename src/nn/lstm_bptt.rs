@@ -21,7 +21,7 @@ use burn::tensor::{Device, Tensor, TensorData, s};
 
 use super::host::{PackedMatrix, dense, lstm_cell};
 use super::lstm::{Lstm, LstmState};
-use crate::distribution::to_host;
+use crate::distribution::{into_host, to_host, with_host_values};
 
 /// Where the sequential part of [`Lstm::forward_for_backward_on`] and [`Lstm::backward`] runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -274,8 +274,8 @@ impl Lstm {
         let mut final_cell = Vec::with_capacity(self.layers.len() * batch * h);
         for (k, layer) in self.layers.iter().enumerate() {
             let bias = to_host(&(layer.bias_ih.val().inner() + layer.bias_hh.val().inner()));
-            let mut projected = to_host(
-                &layer_input
+            let mut projected = into_host(
+                layer_input
                     .clone()
                     .matmul(layer.weight_ih.val().inner().transpose()),
             );
@@ -284,8 +284,9 @@ impl Lstm {
                 row.iter_mut().zip(&bias).for_each(|(p, b)| *p += b);
             }
             // `h·W_hhᵀ` takes `W_hhᵀ` as `[H, 4H]`.
-            let recurrent_weight =
-                PackedMatrix::pack_transposed(&to_host(&layer.weight_hh.val().inner()), h, 4 * h);
+            let recurrent_weight = with_host_values(layer.weight_hh.val().inner(), |w_hh| {
+                PackedMatrix::pack_transposed(w_hh, h, 4 * h)
+            });
             let mut hidden = initial_hidden[k * batch * h..(k + 1) * batch * h].to_vec();
             let mut cell = initial_cell[k * batch * h..(k + 1) * batch * h].to_vec();
             let mut cache = HostLayerCache {
@@ -383,10 +384,11 @@ impl Lstm {
         let mut d_input = d_output.inner();
         let mut grads = Vec::with_capacity(self.layers.len());
         for (layer, cache) in self.layers.iter().zip(caches).rev() {
-            let d_out = to_host(&d_input);
-            let w_hh = layer.weight_hh.val().inner();
+            let d_out = into_host(d_input);
             // `dz·W_hh` takes `W_hh` as it is, `[4H, H]`.
-            let recurrent_weight = PackedMatrix::pack(&to_host(&w_hh), 4 * h, h);
+            let recurrent_weight = with_host_values(layer.weight_hh.val().inner(), |w_hh| {
+                PackedMatrix::pack(w_hh, 4 * h, h)
+            });
             let mut d_gates = vec![0.0; rows * 4 * h];
             let mut d_gates_step = vec![0.0; batch * 4 * h];
             let mut d_hidden_next = vec![0.0; batch * h];
