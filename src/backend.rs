@@ -12,6 +12,12 @@ pub fn default_device() -> Device {
     Device::flex()
 }
 
+/// Whether tensors on `device` (with or without autodiff) live in host memory, on burn's CPU
+/// backend, where the crate's host-side paths (the LSTM recurrence, Adam, gradient scaling) apply.
+pub fn is_host(device: &Device) -> bool {
+    device.clone().without_autodiff() == Device::flex()
+}
+
 /// Makes the C allocator keep freed memory for reuse instead of handing large blocks back to the
 /// operating system after every use; returns whether it applied (Linux with glibc only).
 ///

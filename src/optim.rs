@@ -12,6 +12,7 @@ use burn::optim::{
 };
 use burn::tensor::{DType, Device, Tensor, TensorData};
 
+use crate::backend::is_host;
 use crate::nn::fork;
 
 /// Configuration of [`FusedAdam`]: Adam without weight decay or AMSGrad, as PPO uses it.
@@ -175,11 +176,6 @@ fn update_in_place(
         let (p, g, m, v) = &mut *piece;
         update(p, g, m, v);
     });
-}
-
-/// Whether tensors on `device` live in host memory (burn's CPU backend).
-fn is_host(device: &Device) -> bool {
-    device.clone().without_autodiff() == Device::flex()
 }
 
 /// The values of the data of an `f32` tensor (its callers check the dtype).

@@ -37,7 +37,7 @@ pub enum Recurrence {
 impl Recurrence {
     /// [`Host`](Self::Host) for burn's CPU backend (flex), [`Device`](Self::Device) otherwise.
     pub fn for_device(device: &Device) -> Self {
-        if device.clone().without_autodiff() == Device::flex() {
+        if crate::backend::is_host(device) {
             Self::Host
         } else {
             Self::Device
