@@ -1,7 +1,6 @@
 //! Optimization helpers burn does not provide: a global gradient-norm clip, and Adam fused into
 //! one pass per parameter on the CPU backend.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 
 use burn::config::Config;
@@ -195,115 +194,47 @@ fn host_slice_mut(data: &mut TensorData) -> &mut [f32] {
 /// burn's `GradientClippingConfig::Norm` clips each parameter tensor by its own norm, which changes
 /// the direction of the update; PPO and GRPO implementations clip the global norm.
 ///
-/// The norm is summed with burn's tensor operations, tensor by tensor: a sum in another order
-/// rounds differently, and a rounding-level change in the norm is enough to send a PPO run
-/// elsewhere (measured on CartPole, `docs/ppo.md`), so the order of earlier releases is kept. On
-/// burn's CPU backend the scaling is done in place over host memory, split over the cores, instead
-/// of one tensor operation (and a new buffer) per parameter; it rounds as `mul_scalar` does.
+/// The norm is summed tensor by tensor with burn's operations. Keep that order: summing the same
+/// squares in another order (tried: in `f64` on the host) rounds differently, and that alone sent
+/// CartPole runs elsewhere (`docs/ppo.md`), so the documented results would no longer reproduce.
 pub fn clip_grad_norm<M: Module>(module: &M, grads: &mut GradientsParams, max_norm: f32) -> f32 {
-    /// Sums the squares of every gradient of the module, and takes the `f32` gradients in host
-    /// memory out of `grads`.
-    struct Take<'a> {
-        grads: &'a mut GradientsParams,
+    struct Collect<'a> {
+        grads: &'a GradientsParams,
+        ids: Vec<(ParamId, usize)>,
         squares: Vec<Tensor<1>>,
-        on_host: Vec<(ParamId, Device, TensorData)>,
     }
-    impl ModuleVisitor for Take<'_> {
+    impl ModuleVisitor for Collect<'_> {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            let Some(grad) = self.grads.remove::<D>(param.id) else {
-                return;
-            };
-            self.squares.push(grad.clone().powi_scalar(2).sum());
-            if is_host(&grad.device()) && grad.dtype() == DType::F32 {
-                // The sum above has released its reference: the data is taken without a copy.
-                self.on_host
-                    .push((param.id, grad.device(), grad.into_data()));
-            } else {
-                self.grads.register(param.id, grad);
+            if let Some(grad) = self.grads.get::<D>(param.id) {
+                self.squares.push(grad.powi_scalar(2).sum());
+                self.ids.push((param.id, D));
             }
         }
     }
-    /// Puts the host gradients back (already scaled) and scales the others on their device.
-    struct Restore<'a> {
-        grads: &'a mut GradientsParams,
-        on_host: HashMap<ParamId, (Device, TensorData)>,
-        scale: Option<f32>,
-    }
-    impl ModuleVisitor for Restore<'_> {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            if let Some((device, data)) = self.on_host.remove(&param.id) {
-                self.grads
-                    .register(param.id, Tensor::<D>::from_data(data, &device));
-            } else if let Some(scale) = self.scale
-                && let Some(grad) = self.grads.remove::<D>(param.id)
-            {
-                self.grads.register(param.id, grad.mul_scalar(scale));
-            }
-        }
-    }
-    let mut take = Take {
+    let mut collect = Collect {
         grads,
+        ids: Vec::new(),
         squares: Vec::new(),
-        on_host: Vec::new(),
     };
-    module.visit(&mut take);
-    let Take {
-        grads,
-        squares,
-        mut on_host,
-    } = take;
+    module.visit(&mut collect);
+    let Collect { ids, squares, .. } = collect;
     if squares.is_empty() {
         return 0.0;
     }
     let norm = Tensor::cat(squares, 0).sum().into_scalar::<f32>().sqrt();
-    let scale = clip_scale(norm, max_norm);
-    if let Some(scale) = scale {
-        let host_slices = on_host
-            .iter_mut()
-            .map(|(.., data)| host_slice_mut(data))
-            .collect();
-        for_each_piece(host_slices, |piece| {
-            piece.iter_mut().for_each(|g| *g *= scale)
-        });
-    }
-    let mut restore = Restore {
-        grads,
-        on_host: on_host
-            .into_iter()
-            .map(|(id, device, data)| (id, (device, data)))
-            .collect(),
-        scale,
-    };
-    module.visit(&mut restore);
-    norm
-}
-
-/// The factor that brings the gradient norm `norm` down to `max_norm`, if it is above it (as
-/// PyTorch: `max_norm / (norm + 1e-6)`). A non-finite norm leaves the gradients as they are.
-fn clip_scale(norm: f32, max_norm: f32) -> Option<f32> {
-    (norm.is_finite() && norm > max_norm).then(|| max_norm / (norm + 1e-6))
-}
-
-/// `f` applied to every piece of at most 2¹⁶ values of `slices`, the pieces spread over the cores.
-fn for_each_piece(slices: Vec<&mut [f32]>, f: impl Fn(&mut [f32]) + Sync) {
-    const PIECE: usize = 1 << 16;
-    let pieces: Vec<Mutex<&mut [f32]>> = slices
-        .into_iter()
-        .flat_map(|slice| slice.chunks_mut(PIECE))
-        .map(Mutex::new)
-        .collect();
-    let values: usize = pieces
-        .iter()
-        .map(|piece| piece.lock().map_or(0, |p| p.len()))
-        .sum();
-    let parts = (values / MIN_VALUES_PER_PART)
-        .clamp(1, fork::threads())
-        .min(pieces.len());
-    fork::run_parts(parts, &|part| {
-        for piece in pieces.iter().skip(part).step_by(parts) {
-            f(&mut piece.lock().unwrap_or_else(|e| e.into_inner()));
+    if norm.is_finite() && norm > max_norm {
+        let scale = max_norm / (norm + 1e-6);
+        for (id, rank) in ids {
+            match rank {
+                1 => rescale::<1>(grads, id, scale),
+                2 => rescale::<2>(grads, id, scale),
+                3 => rescale::<3>(grads, id, scale),
+                4 => rescale::<4>(grads, id, scale),
+                _ => unreachable!("parameters of rank above 4 are not used in this crate"),
+            }
         }
-    });
+    }
+    norm
 }
 
 /// Adds every gradient of `other` into `grads` (parameters of `module` only).
@@ -331,6 +262,12 @@ pub fn accumulate_grads<M: Module>(
         into: grads,
         from: &mut other,
     });
+}
+
+fn rescale<const D: usize>(grads: &mut GradientsParams, id: ParamId, scale: f32) {
+    if let Some(grad) = grads.remove::<D>(id) {
+        grads.register(id, grad.mul_scalar(scale));
+    }
 }
 
 #[cfg(test)]
@@ -435,7 +372,7 @@ mod tests {
     }
 
     #[test]
-    fn clipping_on_the_host_scales_every_gradient_by_the_global_norm() {
+    fn clipping_uses_burns_norm_and_scales_every_gradient_exactly() {
         let device = crate::backend::default_device().autodiff();
         let (linear, grads) = layer_and_grads(&device);
         let mut clipped = grads(&linear, 0);
