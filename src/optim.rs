@@ -129,7 +129,7 @@ struct Coefficients {
     learning_rate: f32,
 }
 
-/// Each parameter's share of a thread: below this many values a split costs more than it saves.
+/// The fewest values a thread updates: a smaller part costs more to hand over than it saves.
 const MIN_VALUES_PER_PART: usize = 1 << 15;
 
 /// `m ← β₁m + (1−β₁)g`, `v ← β₂v + (1−β₂)g²`, `p ← p − lr·(m·c)/(√v + ε')`, element by element
