@@ -13,7 +13,7 @@ pub fn default_device() -> Device {
 }
 
 /// Whether tensors on `device` (with or without autodiff) live in host memory, on burn's CPU
-/// backend, where the crate's host-side paths (the LSTM recurrence, Adam, gradient scaling) apply.
+/// backend, where the crate's host-side paths (the LSTM recurrence, Adam) apply.
 pub fn is_host(device: &Device) -> bool {
     device.clone().without_autodiff() == Device::flex()
 }

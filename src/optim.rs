@@ -273,6 +273,7 @@ fn rescale<const D: usize>(grads: &mut GradientsParams, id: ParamId, scale: f32)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::distribution::into_host;
     use burn::nn::LinearConfig;
 
     #[test]
@@ -284,22 +285,17 @@ mod tests {
         let mut grads = GradientsParams::from_grads(loss.backward(), &linear);
         let weight = grads.get::<2>(linear.weight.id).unwrap();
         let bias = grads.get::<1>(linear.bias.as_ref().unwrap().id).unwrap();
-        let host = |t: Tensor<1>| t.into_data().try_into_vec_as::<f32>().unwrap();
-        let w: Vec<f32> = host(weight.clone().reshape([6]));
-        let b: Vec<f32> = host(bias.clone());
+        let w: Vec<f32> = into_host(weight.clone().reshape([6]));
+        let b: Vec<f32> = into_host(bias.clone());
         let expected_norm = w.iter().chain(&b).map(|v| v * v).sum::<f32>().sqrt();
         let norm = clip_grad_norm(&linear, &mut grads, 1.0);
         assert!((norm - expected_norm).abs() < 1e-3 * expected_norm);
-        let w2: Vec<f32> = host(grads.get::<2>(linear.weight.id).unwrap().reshape([6]));
-        let b2: Vec<f32> = host(grads.get::<1>(linear.bias.as_ref().unwrap().id).unwrap());
+        let w2: Vec<f32> = into_host(grads.get::<2>(linear.weight.id).unwrap().reshape([6]));
+        let b2: Vec<f32> = into_host(grads.get::<1>(linear.bias.as_ref().unwrap().id).unwrap());
         let clipped_norm = w2.iter().chain(&b2).map(|v| v * v).sum::<f32>().sqrt();
         assert!((clipped_norm - 1.0).abs() < 1e-4);
         // Same direction: every component scaled by the same factor.
         assert!((w2[0] / w[0] - b2[0] / b[0]).abs() < 1e-5);
-    }
-
-    fn host(t: Tensor<2>) -> Vec<f32> {
-        t.into_data().try_into_vec_as::<f32>().unwrap()
     }
 
     /// A 300 × 300 layer (enough values for the update to be split over threads) and the
@@ -340,10 +336,10 @@ mod tests {
         let (mut a, mut b) = (linear.clone(), linear);
         for step in 0..4 {
             let lr = 1e-3 * (step + 1) as f64;
-            let before = host(b.weight.val());
+            let before = into_host(b.weight.val());
             a = burns.step(lr, a.clone(), grads(&a, step));
             b = fused.step(lr, b.clone(), grads(&b, step));
-            let (wa, wb) = (host(a.weight.val()), host(b.weight.val()));
+            let (wa, wb) = (into_host(a.weight.val()), into_host(b.weight.val()));
             let differ = wa
                 .iter()
                 .zip(&wb)
@@ -365,7 +361,10 @@ mod tests {
         let d = burns_from_fused.step(1e-3, b.clone(), grads(&b, 9));
         let e = burns.step(1e-3, a.clone(), grads(&a, 9));
         let bits = |l: &burn::nn::Linear| -> Vec<u32> {
-            host(l.weight.val()).iter().map(|v| v.to_bits()).collect()
+            into_host(l.weight.val())
+                .iter()
+                .map(|v| v.to_bits())
+                .collect()
         };
         assert_eq!(bits(&c), bits(&e));
         assert_eq!(bits(&d), bits(&e));
@@ -377,13 +376,8 @@ mod tests {
         let (linear, grads) = layer_and_grads(&device);
         let mut clipped = grads(&linear, 0);
         let original = grads(&linear, 0);
-        let weight = host(original.get::<2>(linear.weight.id).unwrap());
-        let bias = original
-            .get::<1>(linear.bias.as_ref().unwrap().id)
-            .unwrap()
-            .into_data()
-            .try_into_vec_as::<f32>()
-            .unwrap();
+        let weight = into_host(original.get::<2>(linear.weight.id).unwrap());
+        let bias = into_host(original.get::<1>(linear.bias.as_ref().unwrap().id).unwrap());
         let expected: f64 = weight
             .iter()
             .chain(&bias)
@@ -417,13 +411,16 @@ mod tests {
         );
         assert!(expected > 0.5, "the test needs a norm above the clip");
         let scale = 0.5 / (norm + 1e-6);
-        let after = host(clipped.get::<2>(linear.weight.id).unwrap());
+        let after = into_host(clipped.get::<2>(linear.weight.id).unwrap());
         for (row, (&g, &c)) in weight.iter().zip(&after).enumerate() {
             assert_eq!(c.to_bits(), (g * scale).to_bits(), "weight gradient {row}");
         }
         // Below the limit nothing changes.
         let mut unclipped = grads(&linear, 0);
         clip_grad_norm(&linear, &mut unclipped, 2.0 * norm);
-        assert_eq!(host(unclipped.get::<2>(linear.weight.id).unwrap()), weight);
+        assert_eq!(
+            into_host(unclipped.get::<2>(linear.weight.id).unwrap()),
+            weight
+        );
     }
 }
