@@ -131,8 +131,9 @@ fn reference_case(envs: usize) -> UpdateCase {
     }
 }
 
-/// One minibatch step of `train --env cartpole` with its preset (8 sequences × 32 steps, the
-/// 64-wide network): a run takes 1,950 of them, so this bounds its env steps/s.
+/// One minibatch step of `train --env cartpole` with its preset (16 sequences × 32 steps, the
+/// 64-wide network): a run takes 390 of them (195 rollouts × 2 epochs), so this bounds its env
+/// steps/s.
 fn cartpole_case() -> UpdateCase {
     let spec = make_env("cartpole", &EnvConfigs::default())
         .unwrap()
