@@ -4,7 +4,7 @@
 use std::sync::Mutex;
 
 use burn::config::Config;
-use burn::module::{Module, ModuleVisitor, Param, ParamId};
+use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{
     Adam, AdamConfig, AdamState, AdaptiveMomentumState, GradientsParams, LearningRate,
     ModuleOptimizer, Optimizer,
@@ -198,41 +198,43 @@ fn host_slice_mut(data: &mut TensorData) -> &mut [f32] {
 /// squares in another order (tried: in `f64` on the host) rounds differently, and that alone sent
 /// CartPole runs elsewhere (`docs/ppo.md`), so the documented results would no longer reproduce.
 pub fn clip_grad_norm<M: Module>(module: &M, grads: &mut GradientsParams, max_norm: f32) -> f32 {
-    struct Collect<'a> {
+    struct SumSquares<'a> {
         grads: &'a GradientsParams,
-        ids: Vec<(ParamId, usize)>,
         squares: Vec<Tensor<1>>,
     }
-    impl ModuleVisitor for Collect<'_> {
+    impl ModuleVisitor for SumSquares<'_> {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
             if let Some(grad) = self.grads.get::<D>(param.id) {
                 self.squares.push(grad.powi_scalar(2).sum());
-                self.ids.push((param.id, D));
             }
         }
     }
-    let mut collect = Collect {
+    struct Scale<'a> {
+        grads: &'a mut GradientsParams,
+        scale: f32,
+    }
+    impl ModuleVisitor for Scale<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(grad) = self.grads.remove::<D>(param.id) {
+                self.grads.register(param.id, grad.mul_scalar(self.scale));
+            }
+        }
+    }
+    let mut sum = SumSquares {
         grads,
-        ids: Vec::new(),
         squares: Vec::new(),
     };
-    module.visit(&mut collect);
-    let Collect { ids, squares, .. } = collect;
-    if squares.is_empty() {
+    module.visit(&mut sum);
+    if sum.squares.is_empty() {
         return 0.0;
     }
-    let norm = Tensor::cat(squares, 0).sum().into_scalar::<f32>().sqrt();
+    let norm = Tensor::cat(sum.squares, 0)
+        .sum()
+        .into_scalar::<f32>()
+        .sqrt();
     if norm.is_finite() && norm > max_norm {
         let scale = max_norm / (norm + 1e-6);
-        for (id, rank) in ids {
-            match rank {
-                1 => rescale::<1>(grads, id, scale),
-                2 => rescale::<2>(grads, id, scale),
-                3 => rescale::<3>(grads, id, scale),
-                4 => rescale::<4>(grads, id, scale),
-                _ => unreachable!("parameters of rank above 4 are not used in this crate"),
-            }
-        }
+        module.visit(&mut Scale { grads, scale });
     }
     norm
 }
@@ -262,12 +264,6 @@ pub fn accumulate_grads<M: Module>(
         into: grads,
         from: &mut other,
     });
-}
-
-fn rescale<const D: usize>(grads: &mut GradientsParams, id: ParamId, scale: f32) {
-    if let Some(grad) = grads.remove::<D>(id) {
-        grads.register(id, grad.mul_scalar(scale));
-    }
 }
 
 #[cfg(test)]
