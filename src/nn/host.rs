@@ -188,8 +188,13 @@ pub fn dense(x: &[f32], rows: usize, w: &PackedMatrix, bias: &[f32], out: &mut [
 }
 
 /// Each thread gets at least this many multiply-adds of a product, else the product runs on fewer
-/// threads: handing a part to a spinning helper costs about a microsecond.
-const MIN_MULTIPLY_ADDS_PER_PART: usize = 1 << 17;
+/// threads. A part costs more than its arithmetic: the hand-off to a helper, the helper's own output
+/// buffer and the copy back. Measured on the 2-core Xeon (`docs/performance.md`, 2026-12-05): the
+/// CartPole network's `[16, 64] × [64, 256]` LSTM products (262,144) ran faster on one thread
+/// (whole `train` runs 6–12 % faster), while the reference heads' `[4, 512] × [512, 256]`
+/// (524,288) still gain from two parts (acting at batch 4: 0.38 ms split, 0.46 ms not). This
+/// value sits between the two, away from both.
+const MIN_MULTIPLY_ADDS_PER_PART: usize = 3 << 16;
 
 fn dense_view(x: &[f32], rows: usize, w: PackedView<'_>, bias: &[f32], out: &mut [f32]) {
     dense_view_with(Kernel::best(), x, rows, w, bias, out);
