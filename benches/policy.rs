@@ -131,16 +131,17 @@ fn reference_case(envs: usize) -> UpdateCase {
     }
 }
 
-/// One minibatch step of `train --env cartpole` with its preset (16 sequences × 32 steps, the
-/// 64-wide network): a run takes 390 of them (195 rollouts × 2 epochs), so this bounds its env
-/// steps/s.
+/// One minibatch step of `train --env cartpole` with its preset (8 sequences × 32 steps, the
+/// 64-wide network): a run takes 390 of them (195 rollouts × 2 minibatches × 1 epoch), so this
+/// bounds its env steps/s.
 fn cartpole_case() -> UpdateCase {
     let spec = make_env("cartpole", &EnvConfigs::default())
         .unwrap()
         .spec()
         .clone();
     let settings = preset(&spec, 1).unwrap();
-    let (envs, time) = (settings.ppo.num_envs, settings.ppo.num_steps);
+    let envs = settings.ppo.num_envs / settings.ppo.num_minibatches;
+    let time = settings.ppo.num_steps;
     let rows = envs * time;
     let mut rng = StdRng::seed_from_u64(1);
     UpdateCase {

@@ -61,14 +61,16 @@ pub fn network_for(
 pub fn preset(spec: &EnvSpec, seed: u64) -> Result<TrainSettings> {
     let settings = match spec.name.as_str() {
         // rl-zoo's CartPole-v1 PPO settings as whole 32-step sequences, with CleanRL's γ, λ and
-        // entropy bonus, 16 envs where the zoo has 8 and 2 epochs where it has 20.
+        // entropy bonus, 16 envs where the zoo has 8, and one epoch of 2 minibatches where it has
+        // 20 epochs of 1.
         "cartpole" => TrainSettings {
             env: EnvConfigs::default(),
             network: network_for(spec, 64, 64, 64),
             ppo: PpoConfig::new()
-                // 16 envs and 2 epochs (one gradient step per 512 env steps) reached 475 on 36 of
-                // seeds 1–40, as many as 8 envs with 5 epochs (one per 102), at 2.1× the env
-                // steps/s; 8 envs with 2 or 3 epochs reached it on 17 of seeds 1–20 (docs/ppo.md).
+                // One epoch of 2 minibatches (two gradient steps of 8 sequences per 512 env steps)
+                // reached 475 on 37 of seeds 1–40; 2 epochs of one minibatch on 36, 8 envs with 5
+                // epochs on 36, at 0.55× and 0.27× the env steps/s. One epoch of one minibatch
+                // reached it on 16 of seeds 1–20, 8 envs with 2 or 3 epochs on 17 (docs/ppo.md).
                 .with_num_envs(16)
                 .with_num_steps(32)
                 .with_learning_rate(1e-3)
@@ -82,8 +84,8 @@ pub fn preset(spec: &EnvSpec, seed: u64) -> Result<TrainSettings> {
                 // with 8 envs and 5 epochs).
                 .with_gamma(0.99)
                 .with_gae_lambda(0.95)
-                .with_num_minibatches(1)
-                .with_update_epochs(2)
+                .with_num_minibatches(2)
+                .with_update_epochs(1)
                 .with_entropy_coef(0.01)
                 // rl-zoo's `clip_range: lin_0.2` and SB3's unclipped value loss. Rewards are scaled
                 // because actor and critic share the LSTM here (the zoo's MLPs do not): returns of
