@@ -191,7 +191,7 @@ pub fn dense(x: &[f32], rows: usize, w: &PackedMatrix, bias: &[f32], out: &mut [
 /// threads. A part costs more than its arithmetic: the hand-off to a helper, the helper's own output
 /// buffer and the copy back. Measured on the 2-core Xeon (`docs/performance.md`, 2026-12-05): the
 /// CartPole network's `[16, 64] × [64, 256]` LSTM products (262,144) ran faster on one thread
-/// (whole `train` runs 6–12 % faster), while the reference heads' `[4, 512] × [512, 256]`
+/// (whole `train` runs 5–13 % faster), while the reference heads' `[4, 512] × [512, 256]`
 /// (524,288) still gain from two parts (acting at batch 4: 0.38 ms split, 0.46 ms not). This
 /// value sits between the two, away from both.
 const MIN_MULTIPLY_ADDS_PER_PART: usize = 3 << 16;
