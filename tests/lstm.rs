@@ -138,24 +138,27 @@ fn loading_names_missing_and_misshapen_tensors() {
 }
 
 /// The hand-written backward pass equals burn's autodiff of `forward`, multi-layer, with resets
-/// and a non-zero initial state, with the recurrence on the host and on the device.
+/// and a non-zero initial state, with the recurrence on the host and on the device. Five
+/// sequences split the host recurrence's per-step work unevenly over the cores (3 + 2 on two).
 #[test]
 fn hand_written_bptt_matches_autodiff() {
-    hand_written_bptt_matches_autodiff_on(Recurrence::Host);
-    hand_written_bptt_matches_autodiff_on(Recurrence::Device);
+    for batch in [3, 5] {
+        hand_written_bptt_matches_autodiff_on(Recurrence::Host, batch);
+        hand_written_bptt_matches_autodiff_on(Recurrence::Device, batch);
+    }
     assert_eq!(
         Recurrence::for_device(&default_device().autodiff()),
         Recurrence::Host
     );
 }
 
-fn hand_written_bptt_matches_autodiff_on(recurrence: Recurrence) {
+fn hand_written_bptt_matches_autodiff_on(recurrence: Recurrence, batch: usize) {
     let device = default_device().autodiff();
     let lstm = LstmConfig::new(3, 5)
         .with_num_layers(2)
         .with_seed(4)
         .init(&device);
-    let (batch, time) = (3, 7);
+    let time = 7;
     let x = Tensor::<3>::from_data(input(batch, time, 3).into_data(), &device).require_grad();
     let state = LstmState {
         hidden: Tensor::<3>::ones([2, batch, 5], &device).mul_scalar(0.3),
@@ -164,6 +167,7 @@ fn hand_written_bptt_matches_autodiff_on(recurrence: Recurrence) {
     let mut starts = vec![0.0; batch * time];
     starts[time + 2] = 1.0;
     starts[2 * time + 4] = 1.0;
+    starts[(batch - 1) * time + 1] = 1.0;
     let starts = Tensor::<2>::from_data(TensorData::new(starts, [batch, time]), &device);
     // A loss that weights every output differently.
     let weights: Vec<f32> = (0..batch * time * 5)

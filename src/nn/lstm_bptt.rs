@@ -19,6 +19,9 @@
 use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Tensor, TensorData, s};
 
+use std::sync::Mutex;
+
+use super::fork;
 use super::host::{PackedMatrix, dense, lstm_cell};
 use super::lstm::{Lstm, LstmState};
 use crate::distribution::{into_host, to_host, with_host_values};
@@ -116,6 +119,100 @@ pub struct LstmGrads {
     pub layers: Vec<LstmLayerGrads>,
     /// Gradient of the input sequence, `[batch, time, d_input]`.
     pub input: Tensor<3>,
+}
+
+/// How the per-step elementwise work of the recurrence (the cell's activations forward, the gate
+/// chain backward) is spread over the cores: runs of whole sequences, one per part. On one thread
+/// this work is a fifth of the 32 × 150 update's LSTM time (`docs/performance.md`, 2026-12-05
+/// evening); every element is computed as on one thread, so the split does not change any bit.
+#[derive(Debug, Clone, Copy)]
+struct SequenceSplit {
+    /// Sequences per part (the last part may have fewer).
+    sequences: usize,
+}
+
+impl SequenceSplit {
+    /// At least this many sequences per part: a part of a few rows costs less than its hand-off.
+    const MIN_SEQUENCES_PER_PART: usize = 2;
+
+    fn new(batch: usize) -> Self {
+        let parts = (batch / Self::MIN_SEQUENCES_PER_PART).clamp(1, fork::threads());
+        Self {
+            sequences: batch.div_ceil(parts).max(1),
+        }
+    }
+}
+
+/// One part's rows of the forward step's state and per-row buffers.
+struct CellPart<'a> {
+    hidden: &'a mut [f32],
+    cell: &'a mut [f32],
+    gates: &'a mut [f32],
+    tanh_cell: &'a mut [f32],
+    output: &'a mut [f32],
+}
+
+/// One part's rows of the backward step's buffers.
+struct GatePart<'a> {
+    d_step: &'a mut [f32],
+    d_cell_next: &'a mut [f32],
+    d_gates: &'a mut [f32],
+}
+
+/// At most this many rows of the input projection `X·W_ihᵀ` go through one product. burn's CPU
+/// matmul (the `gemm` crate) slows down on the reference network's `[4800, 512] × [512, 2048]`:
+/// measured on the 2-core Xeon, 56–78 ms in one product against 38–42 ms in two of 2,400 rows
+/// (`docs/performance.md`, 2026-12-05 evening). Each output element is computed the same way
+/// whatever the rows around it, so the result is the same bits either way.
+const MAX_PROJECTION_ROWS: usize = 2400;
+
+/// The input projection `X·W_ihᵀ + b` of every row, held as the products' outputs (copying them
+/// into one buffer would cost another pass over `rows × 4H` values).
+struct ProjectedRows {
+    rows_per_chunk: usize,
+    width: usize,
+    chunks: Vec<Vec<f32>>,
+}
+
+impl ProjectedRows {
+    /// Row `row`'s `4H` pre-activations.
+    fn row(&self, row: usize) -> &[f32] {
+        let chunk = &self.chunks[row / self.rows_per_chunk];
+        let at = (row % self.rows_per_chunk) * self.width;
+        &chunk[at..at + self.width]
+    }
+}
+
+/// `input·w_ihᵀ + bias` in products of at most [`MAX_PROJECTION_ROWS`] rows.
+///
+/// # Shapes
+/// - `input`: `[rows, d_in]`; `w_ih`: `[4H, d_in]`; `bias`: `4H`
+fn project_inputs(input: &Tensor<2>, w_ih: &Tensor<2>, bias: &[f32]) -> ProjectedRows {
+    let [rows, d_in] = input.dims();
+    let parts = rows.div_ceil(MAX_PROJECTION_ROWS).max(1);
+    let rows_per_chunk = rows.div_ceil(parts).max(1);
+    let chunks = (0..rows)
+        .step_by(rows_per_chunk)
+        .map(|first| {
+            let last = (first + rows_per_chunk).min(rows);
+            let mut chunk = into_host(
+                input
+                    .clone()
+                    .slice(s![first..last, 0..d_in])
+                    .matmul(w_ih.clone().transpose()),
+            );
+            // The same additions burn's broadcast would make, without another pass over a tensor.
+            for row in chunk.chunks_exact_mut(bias.len()) {
+                row.iter_mut().zip(bias).for_each(|(p, b)| *p += b);
+            }
+            chunk
+        })
+        .collect();
+    ProjectedRows {
+        rows_per_chunk,
+        width: bias.len(),
+        chunks,
+    }
 }
 
 impl Lstm {
@@ -274,15 +371,7 @@ impl Lstm {
         let mut final_cell = Vec::with_capacity(self.layers.len() * batch * h);
         for (k, layer) in self.layers.iter().enumerate() {
             let bias = to_host(&(layer.bias_ih.val().inner() + layer.bias_hh.val().inner()));
-            let mut projected = into_host(
-                layer_input
-                    .clone()
-                    .matmul(layer.weight_ih.val().inner().transpose()),
-            );
-            // The same additions burn's broadcast would make, without another pass over a tensor.
-            for row in projected.chunks_exact_mut(4 * h) {
-                row.iter_mut().zip(&bias).for_each(|(p, b)| *p += b);
-            }
+            let projected = project_inputs(&layer_input, &layer.weight_ih.val().inner(), &bias);
             // `h·W_hhᵀ` takes `W_hhᵀ` as `[H, 4H]`.
             let recurrent_weight = with_host_values(layer.weight_hh.val().inner(), |w_hh| {
                 PackedMatrix::pack_transposed(w_hh, h, 4 * h)
@@ -298,6 +387,7 @@ impl Lstm {
             };
             let mut output = vec![0.0; rows * h];
             let mut recurrent = vec![0.0; batch * 4 * h];
+            let split = SequenceSplit::new(batch);
             for t in 0..time {
                 for b in 0..batch {
                     let row = b * time + t;
@@ -311,25 +401,48 @@ impl Lstm {
                         .copy_from_slice(&cell[b * h..(b + 1) * h]);
                 }
                 dense(&hidden, batch, &recurrent_weight, &[], &mut recurrent);
-                for b in 0..batch {
-                    let row = b * time + t;
-                    let gates = &mut cache.gates[row * 4 * h..(row + 1) * 4 * h];
-                    for ((z, &a), &r) in gates
-                        .iter_mut()
-                        .zip(&projected[row * 4 * h..(row + 1) * 4 * h])
-                        .zip(&recurrent[b * 4 * h..(b + 1) * 4 * h])
-                    {
-                        *z = a + r;
+                // Each part owns whole sequences: its rows of the state and of every per-row
+                // buffer (rows are batch-major, so a run of sequences is one contiguous range).
+                let parts: Vec<Mutex<CellPart<'_>>> = hidden
+                    .chunks_mut(split.sequences * h)
+                    .zip(cell.chunks_mut(split.sequences * h))
+                    .zip(cache.gates.chunks_mut(split.sequences * time * 4 * h))
+                    .zip(cache.tanh_cell.chunks_mut(split.sequences * time * h))
+                    .zip(output.chunks_mut(split.sequences * time * h))
+                    .map(|((((hidden, cell), gates), tanh_cell), output)| {
+                        Mutex::new(CellPart {
+                            hidden,
+                            cell,
+                            gates,
+                            tanh_cell,
+                            output,
+                        })
+                    })
+                    .collect();
+                fork::run_parts(parts.len(), &|index| {
+                    let mut guard = parts[index].lock().unwrap_or_else(|e| e.into_inner());
+                    let part = &mut *guard;
+                    let first = index * split.sequences;
+                    for local in 0..part.hidden.len() / h {
+                        let (b, at) = (first + local, local * time + t);
+                        let gates = &mut part.gates[at * 4 * h..(at + 1) * 4 * h];
+                        for ((z, &a), &r) in gates
+                            .iter_mut()
+                            .zip(projected.row(b * time + t))
+                            .zip(&recurrent[b * 4 * h..(b + 1) * 4 * h])
+                        {
+                            *z = a + r;
+                        }
+                        let hidden = &mut part.hidden[local * h..(local + 1) * h];
+                        lstm_cell(
+                            gates,
+                            &mut part.cell[local * h..(local + 1) * h],
+                            &mut part.tanh_cell[at * h..(at + 1) * h],
+                            hidden,
+                        );
+                        part.output[at * h..(at + 1) * h].copy_from_slice(hidden);
                     }
-                    let tanh_cell = &mut cache.tanh_cell[row * h..(row + 1) * h];
-                    lstm_cell(
-                        gates,
-                        &mut cell[b * h..(b + 1) * h],
-                        tanh_cell,
-                        &mut hidden[b * h..(b + 1) * h],
-                    );
-                    output[row * h..(row + 1) * h].copy_from_slice(&hidden[b * h..(b + 1) * h]);
-                }
+                });
             }
             layers.push(cache);
             final_hidden.extend_from_slice(&hidden);
@@ -393,26 +506,49 @@ impl Lstm {
             let mut d_gates_step = vec![0.0; batch * 4 * h];
             let mut d_hidden_next = vec![0.0; batch * h];
             let mut d_cell_next = vec![0.0; batch * h];
+            let split = SequenceSplit::new(batch);
             for t in (0..time).rev() {
-                for b in 0..batch {
-                    let row = b * time + t;
-                    let gates = &cache.gates[row * 4 * h..(row + 1) * 4 * h];
-                    let d_step = &mut d_gates_step[b * 4 * h..(b + 1) * 4 * h];
-                    for j in 0..h {
-                        let (i, f, g, o) =
-                            (gates[j], gates[h + j], gates[2 * h + j], gates[3 * h + j]);
-                        let tanh_cell = cache.tanh_cell[row * h + j];
-                        let d_hidden = d_out[row * h + j] + d_hidden_next[b * h + j];
-                        let d_cell =
-                            d_cell_next[b * h + j] + d_hidden * o * (1.0 - tanh_cell * tanh_cell);
-                        d_step[j] = d_cell * g * i * (1.0 - i);
-                        d_step[h + j] = d_cell * cache.cell_prev[row * h + j] * f * (1.0 - f);
-                        d_step[2 * h + j] = d_cell * i * (1.0 - g * g);
-                        d_step[3 * h + j] = d_hidden * tanh_cell * o * (1.0 - o);
-                        d_cell_next[b * h + j] = d_cell * f;
+                // As in the forward pass, each part owns whole sequences.
+                let parts: Vec<Mutex<GatePart<'_>>> = d_gates_step
+                    .chunks_mut(split.sequences * 4 * h)
+                    .zip(d_cell_next.chunks_mut(split.sequences * h))
+                    .zip(d_gates.chunks_mut(split.sequences * time * 4 * h))
+                    .map(|((d_step, d_cell_next), d_gates)| {
+                        Mutex::new(GatePart {
+                            d_step,
+                            d_cell_next,
+                            d_gates,
+                        })
+                    })
+                    .collect();
+                let d_hidden_incoming = &d_hidden_next;
+                fork::run_parts(parts.len(), &|index| {
+                    let mut guard = parts[index].lock().unwrap_or_else(|e| e.into_inner());
+                    let part = &mut *guard;
+                    let first = index * split.sequences;
+                    for local in 0..part.d_cell_next.len() / h {
+                        let (b, at) = (first + local, local * time + t);
+                        let row = b * time + t;
+                        let gates = &cache.gates[row * 4 * h..(row + 1) * 4 * h];
+                        let d_step = &mut part.d_step[local * 4 * h..(local + 1) * 4 * h];
+                        let d_cell_next = &mut part.d_cell_next[local * h..(local + 1) * h];
+                        for j in 0..h {
+                            let (i, f, g, o) =
+                                (gates[j], gates[h + j], gates[2 * h + j], gates[3 * h + j]);
+                            let tanh_cell = cache.tanh_cell[row * h + j];
+                            let d_hidden = d_out[row * h + j] + d_hidden_incoming[b * h + j];
+                            let d_cell =
+                                d_cell_next[j] + d_hidden * o * (1.0 - tanh_cell * tanh_cell);
+                            d_step[j] = d_cell * g * i * (1.0 - i);
+                            d_step[h + j] = d_cell * cache.cell_prev[row * h + j] * f * (1.0 - f);
+                            d_step[2 * h + j] = d_cell * i * (1.0 - g * g);
+                            d_step[3 * h + j] = d_hidden * tanh_cell * o * (1.0 - o);
+                            d_cell_next[j] = d_cell * f;
+                        }
+                        part.d_gates[at * 4 * h..(at + 1) * 4 * h].copy_from_slice(d_step);
                     }
-                    d_gates[row * 4 * h..(row + 1) * 4 * h].copy_from_slice(d_step);
-                }
+                });
+                drop(parts);
                 dense(
                     &d_gates_step,
                     batch,
@@ -513,6 +649,45 @@ impl Lstm {
         LstmGrads {
             layers: grads,
             input: d_out,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::default_device;
+
+    /// Past [`MAX_PROJECTION_ROWS`] the projection is several products; every row must hold
+    /// exactly what one product over all rows gives.
+    #[test]
+    fn projected_rows_are_one_product_of_all_rows() {
+        let device = default_device();
+        let (rows, d_in, width) = (2 * MAX_PROJECTION_ROWS + 7, 3, 8);
+        let values = |n: usize, seed: usize| -> Vec<f32> {
+            (0..n)
+                .map(|i| ((i * 7919 + seed) % 211) as f32 / 50.0 - 2.0)
+                .collect()
+        };
+        let input = Tensor::<2>::from_data(
+            TensorData::new(values(rows * d_in, 1), [rows, d_in]),
+            &device,
+        );
+        let w_ih = Tensor::<2>::from_data(
+            TensorData::new(values(width * d_in, 2), [width, d_in]),
+            &device,
+        );
+        let bias = values(width, 3);
+        let projected = project_inputs(&input, &w_ih, &bias);
+        assert_eq!(projected.chunks.len(), 3);
+        let bias_row = Tensor::<1>::from_data(TensorData::new(bias, [width]), &device);
+        let expected = to_host(&(input.matmul(w_ih.transpose()) + bias_row.unsqueeze_dim(0)));
+        for row in 0..rows {
+            assert_eq!(
+                projected.row(row),
+                &expected[row * width..(row + 1) * width],
+                "row {row}"
+            );
         }
     }
 }
