@@ -123,8 +123,9 @@ pub struct LstmGrads {
 
 /// How the per-step elementwise work of the recurrence (the cell's activations forward, the gate
 /// chain backward) is spread over the cores: runs of whole sequences, one per part. On one thread
-/// this work is a fifth of the 32 × 150 update's LSTM time (`docs/performance.md`, 2026-12-05
-/// evening); every element is computed as on one thread, so the split does not change any bit.
+/// this work was about 3 % of a `perf` profile of the 32 × 150 update (some 60 ms of its LSTM's
+/// 450; `docs/performance.md`, 2026-12-05 evening); every element is computed as on one thread, so
+/// the split does not change any bit.
 #[derive(Debug, Clone, Copy)]
 struct SequenceSplit {
     /// Sequences per part (the last part may have fewer).
