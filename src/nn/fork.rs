@@ -134,6 +134,16 @@ pub(crate) fn threads() -> usize {
     pool().slots.len() + 1
 }
 
+/// Runs `job(index, part)` once for every element of `parts` (each a disjoint piece of the work,
+/// such as mutable slices of one buffer), spread as [`run_parts`] spreads its parts.
+pub(crate) fn for_each_part<P: Send>(parts: Vec<P>, job: &(dyn Fn(usize, &mut P) + Sync)) {
+    let parts: Vec<std::sync::Mutex<P>> = parts.into_iter().map(std::sync::Mutex::new).collect();
+    run_parts(parts.len(), &|index| {
+        let mut part = parts[index].lock().unwrap_or_else(|e| e.into_inner());
+        job(index, &mut part);
+    });
+}
+
 /// Runs `job(0)`, …, `job(parts − 1)`, each exactly once, spread over the calling thread and the
 /// helpers, and returns when all have finished. A panic in any part is resumed on the caller after
 /// every part has finished.

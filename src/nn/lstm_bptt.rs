@@ -19,8 +19,6 @@
 use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Tensor, TensorData, s};
 
-use std::sync::Mutex;
-
 use super::fork;
 use super::host::{PackedMatrix, dense, lstm_cell};
 use super::lstm::{Lstm, LstmState};
@@ -404,25 +402,21 @@ impl Lstm {
                 dense(&hidden, batch, &recurrent_weight, &[], &mut recurrent);
                 // Each part owns whole sequences: its rows of the state and of every per-row
                 // buffer (rows are batch-major, so a run of sequences is one contiguous range).
-                let parts: Vec<Mutex<CellPart<'_>>> = hidden
+                let parts: Vec<CellPart<'_>> = hidden
                     .chunks_mut(split.sequences * h)
                     .zip(cell.chunks_mut(split.sequences * h))
                     .zip(cache.gates.chunks_mut(split.sequences * time * 4 * h))
                     .zip(cache.tanh_cell.chunks_mut(split.sequences * time * h))
                     .zip(output.chunks_mut(split.sequences * time * h))
-                    .map(|((((hidden, cell), gates), tanh_cell), output)| {
-                        Mutex::new(CellPart {
-                            hidden,
-                            cell,
-                            gates,
-                            tanh_cell,
-                            output,
-                        })
+                    .map(|((((hidden, cell), gates), tanh_cell), output)| CellPart {
+                        hidden,
+                        cell,
+                        gates,
+                        tanh_cell,
+                        output,
                     })
                     .collect();
-                fork::run_parts(parts.len(), &|index| {
-                    let mut guard = parts[index].lock().unwrap_or_else(|e| e.into_inner());
-                    let part = &mut *guard;
+                fork::for_each_part(parts, &|index, part| {
                     let first = index * split.sequences;
                     for local in 0..part.hidden.len() / h {
                         let (b, at) = (first + local, local * time + t);
@@ -510,22 +504,18 @@ impl Lstm {
             let split = SequenceSplit::new(batch);
             for t in (0..time).rev() {
                 // As in the forward pass, each part owns whole sequences.
-                let parts: Vec<Mutex<GatePart<'_>>> = d_gates_step
+                let parts: Vec<GatePart<'_>> = d_gates_step
                     .chunks_mut(split.sequences * 4 * h)
                     .zip(d_cell_next.chunks_mut(split.sequences * h))
                     .zip(d_gates.chunks_mut(split.sequences * time * 4 * h))
-                    .map(|((d_step, d_cell_next), d_gates)| {
-                        Mutex::new(GatePart {
-                            d_step,
-                            d_cell_next,
-                            d_gates,
-                        })
+                    .map(|((d_step, d_cell_next), d_gates)| GatePart {
+                        d_step,
+                        d_cell_next,
+                        d_gates,
                     })
                     .collect();
                 let d_hidden_incoming = &d_hidden_next;
-                fork::run_parts(parts.len(), &|index| {
-                    let mut guard = parts[index].lock().unwrap_or_else(|e| e.into_inner());
-                    let part = &mut *guard;
+                fork::for_each_part(parts, &|index, part| {
                     let first = index * split.sequences;
                     for local in 0..part.d_cell_next.len() / h {
                         let (b, at) = (first + local, local * time + t);
@@ -549,7 +539,6 @@ impl Lstm {
                         part.d_gates[at * 4 * h..(at + 1) * 4 * h].copy_from_slice(d_step);
                     }
                 });
-                drop(parts);
                 dense(
                     &d_gates_step,
                     batch,
