@@ -119,27 +119,18 @@ pub struct LstmGrads {
     pub input: Tensor<3>,
 }
 
-/// How the per-step elementwise work of the recurrence (the cell's activations forward, the gate
-/// chain backward) is spread over the cores: runs of whole sequences, one per part. On one thread
-/// this work was about 3 % of a `perf` profile of the 32 × 150 update (some 60 ms of its LSTM's
-/// 450; `docs/performance.md`, 2026-12-05 evening); every element is computed as on one thread, so
-/// the split does not change any bit.
-#[derive(Debug, Clone, Copy)]
-struct SequenceSplit {
-    /// Sequences per part (the last part may have fewer).
-    sequences: usize,
-}
+/// At least this many sequences per part: a part of a few rows costs less than its hand-off.
+const MIN_SEQUENCES_PER_PART: usize = 2;
 
-impl SequenceSplit {
-    /// At least this many sequences per part: a part of a few rows costs less than its hand-off.
-    const MIN_SEQUENCES_PER_PART: usize = 2;
-
-    fn new(batch: usize) -> Self {
-        let parts = (batch / Self::MIN_SEQUENCES_PER_PART).clamp(1, fork::threads());
-        Self {
-            sequences: batch.div_ceil(parts).max(1),
-        }
-    }
+/// Sequences per part (the last part may have fewer) when the per-step elementwise work of the
+/// recurrence (the cell's activations forward, the gate chain backward) for `batch` sequences is
+/// spread over the cores, runs of whole sequences one per part. On one thread this work was about
+/// 3 % of a `perf` profile of the 32 × 150 update (some 60 ms of its LSTM's 450;
+/// `docs/performance.md`, 2026-12-05 evening); every element is computed as on one thread, so the
+/// split does not change any bit.
+fn sequences_per_part(batch: usize) -> usize {
+    let parts = (batch / MIN_SEQUENCES_PER_PART).clamp(1, fork::threads());
+    batch.div_ceil(parts).max(1)
 }
 
 /// One part's rows of the forward step's state and per-row buffers.
@@ -386,7 +377,7 @@ impl Lstm {
             };
             let mut output = vec![0.0; rows * h];
             let mut recurrent = vec![0.0; batch * 4 * h];
-            let split = SequenceSplit::new(batch);
+            let sequences = sequences_per_part(batch);
             for t in 0..time {
                 for b in 0..batch {
                     let row = b * time + t;
@@ -403,11 +394,11 @@ impl Lstm {
                 // Each part owns whole sequences: its rows of the state and of every per-row
                 // buffer (rows are batch-major, so a run of sequences is one contiguous range).
                 let parts: Vec<CellPart<'_>> = hidden
-                    .chunks_mut(split.sequences * h)
-                    .zip(cell.chunks_mut(split.sequences * h))
-                    .zip(cache.gates.chunks_mut(split.sequences * time * 4 * h))
-                    .zip(cache.tanh_cell.chunks_mut(split.sequences * time * h))
-                    .zip(output.chunks_mut(split.sequences * time * h))
+                    .chunks_mut(sequences * h)
+                    .zip(cell.chunks_mut(sequences * h))
+                    .zip(cache.gates.chunks_mut(sequences * time * 4 * h))
+                    .zip(cache.tanh_cell.chunks_mut(sequences * time * h))
+                    .zip(output.chunks_mut(sequences * time * h))
                     .map(|((((hidden, cell), gates), tanh_cell), output)| CellPart {
                         hidden,
                         cell,
@@ -417,7 +408,7 @@ impl Lstm {
                     })
                     .collect();
                 fork::for_each_part(parts, &|index, part| {
-                    let first = index * split.sequences;
+                    let first = index * sequences;
                     for local in 0..part.hidden.len() / h {
                         let (b, at) = (first + local, local * time + t);
                         let gates = &mut part.gates[at * 4 * h..(at + 1) * 4 * h];
@@ -501,13 +492,13 @@ impl Lstm {
             let mut d_gates_step = vec![0.0; batch * 4 * h];
             let mut d_hidden_next = vec![0.0; batch * h];
             let mut d_cell_next = vec![0.0; batch * h];
-            let split = SequenceSplit::new(batch);
+            let sequences = sequences_per_part(batch);
             for t in (0..time).rev() {
                 // As in the forward pass, each part owns whole sequences.
                 let parts: Vec<GatePart<'_>> = d_gates_step
-                    .chunks_mut(split.sequences * 4 * h)
-                    .zip(d_cell_next.chunks_mut(split.sequences * h))
-                    .zip(d_gates.chunks_mut(split.sequences * time * 4 * h))
+                    .chunks_mut(sequences * 4 * h)
+                    .zip(d_cell_next.chunks_mut(sequences * h))
+                    .zip(d_gates.chunks_mut(sequences * time * 4 * h))
                     .map(|((d_step, d_cell_next), d_gates)| GatePart {
                         d_step,
                         d_cell_next,
@@ -516,7 +507,7 @@ impl Lstm {
                     .collect();
                 let d_hidden_incoming = &d_hidden_next;
                 fork::for_each_part(parts, &|index, part| {
-                    let first = index * split.sequences;
+                    let first = index * sequences;
                     for local in 0..part.d_cell_next.len() / h {
                         let (b, at) = (first + local, local * time + t);
                         let row = b * time + t;
