@@ -10,7 +10,8 @@
 use super::fork;
 use std::sync::Mutex;
 
-/// Output columns one register tile covers (two 8-wide AVX2 vectors, one 16-wide AVX-512 vector).
+/// Output columns of one packed strip: what an AVX2 register tile covers per row (two 8-wide
+/// vectors), and one 16-wide AVX-512 vector (whose tiles span several strips).
 const TILE_COLUMNS: usize = 16;
 /// Rows one register tile covers: 6 rows × 2 vectors of accumulators plus the two weight vectors
 /// and a broadcast fill 15 of AVX2's 16 registers. Fewer rows left over go through a 4-row tile,
@@ -256,26 +257,6 @@ fn dense_view_with(
     }
 }
 
-/// [`dense_avx2`]'s tiling with one 16-wide AVX-512 vector per row: half the fused multiply-adds
-/// per strip, and 32 registers leave room for 8-row tiles.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn dense_avx512(x: &[f32], rows: usize, w: PackedView<'_>, bias: &[f32], out: &mut [f32]) {
-    for_each_tile(w, rows, AVX512_TILE_ROWS, |strip, r0, tile_rows| {
-        // SAFETY: `dense` checked the lengths of `x`, `bias` and `out` against `rows` and `w`, and
-        // `for_each_tile` keeps every tile inside `rows`.
-        unsafe {
-            match tile_rows {
-                AVX512_TILE_ROWS => {
-                    tile_avx512::<AVX512_TILE_ROWS>(x, r0, w, strip, bias, out);
-                }
-                4 => tile_avx512::<4>(x, r0, w, strip, bias, out),
-                _ => tile_avx512::<1>(x, r0, w, strip, bias, out),
-            }
-        }
-    });
-}
-
 /// What one register tile of the SIMD kernels reads, and where its rows go.
 #[cfg(target_arch = "x86_64")]
 struct TileOperands<'a> {
@@ -334,45 +315,123 @@ impl<'a> TileOperands<'a> {
     }
 }
 
-/// Rows of an AVX-512 register tile: 8 accumulators, the weight vector and a broadcast.
+/// Strips one group of the AVX-512 kernel covers: the 4-row tile spans the whole group (24
+/// accumulators), the 8-row tile half of it at a time (24 accumulators), so that every tile keeps
+/// both FMA ports busy (each accumulator's chain has a 4-cycle latency, so 2 ports need at least 8
+/// independent chains, and more hide the loads) while its weight loads stay a few per `k`.
+#[cfg(target_arch = "x86_64")]
+const AVX512_GROUP_STRIPS: usize = 6;
+
+/// Rows of the AVX-512 kernel's tall tile (8 rows × 3 strips).
 #[cfg(target_arch = "x86_64")]
 const AVX512_TILE_ROWS: usize = 8;
 
-/// One AVX-512 register tile: rows `r0..r0 + R`, the columns of `strip`.
-///
-/// # Safety
-/// The CPU supports AVX-512F; `x` holds `(r0 + R) * w.k` values at least, `bias` is empty or
-/// `w.n` long, `out` holds `(r0 + R) * w.n` values at least.
+/// The AVX-512 kernel: groups of [`AVX512_GROUP_STRIPS`] strips, and within a group, tiles of 8
+/// rows (over 3 strips at a time), then 4 rows, then single rows (over the whole group). A group's
+/// weights (`6 · 16 · k` values) stay in L2 while every row tile streams through them.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn tile_avx512<const R: usize>(
+unsafe fn dense_avx512(x: &[f32], rows: usize, w: PackedView<'_>, bias: &[f32], out: &mut [f32]) {
+    let num_strips = w.n.div_ceil(TILE_COLUMNS);
+    let half = AVX512_GROUP_STRIPS / 2;
+    for group in (0..num_strips).step_by(AVX512_GROUP_STRIPS) {
+        let strips = AVX512_GROUP_STRIPS.min(num_strips - group);
+        let mut r0 = 0;
+        // SAFETY: `dense` checked the lengths of `x`, `bias` and `out` against `rows` and `w`; every
+        // tile below lies inside `rows` and the strips `group..group + strips`.
+        unsafe {
+            while r0 + AVX512_TILE_ROWS <= rows {
+                for first in (group..group + strips).step_by(half) {
+                    let width = half.min(group + strips - first);
+                    tile_avx512_strips::<AVX512_TILE_ROWS>(x, r0, w, first, width, bias, out);
+                }
+                r0 += AVX512_TILE_ROWS;
+            }
+            if r0 + 4 <= rows {
+                tile_avx512_strips::<4>(x, r0, w, group, strips, bias, out);
+                r0 += 4;
+            }
+            for r in r0..rows {
+                tile_avx512_strips::<1>(x, r, w, group, strips, bias, out);
+            }
+        }
+    }
+}
+
+/// [`tile_avx512`] over `strips` (1 to [`AVX512_GROUP_STRIPS`]) strips from `first`.
+///
+/// # Safety
+/// As [`tile_avx512`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn tile_avx512_strips<const R: usize>(
     x: &[f32],
     r0: usize,
     w: PackedView<'_>,
-    strip: usize,
+    first: usize,
+    strips: usize,
     bias: &[f32],
     out: &mut [f32],
 ) {
-    use std::arch::x86_64::{_mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_storeu_ps};
-    let k = w.k;
-    let tile = TileOperands::new(x, r0, R, w, strip, bias);
-    // SAFETY: every pointer below stays inside `tile.bias`, `tile.weights` (k rows of 16) or
-    // `tile.x` (R rows of k), whose lengths `TileOperands::new` fixes.
+    // SAFETY: forwarded from the caller.
     unsafe {
-        let mut acc = [_mm512_loadu_ps(tile.bias.as_ptr()); R];
-        let w_ptr = tile.weights.as_ptr();
-        let x_ptr = tile.x.as_ptr();
+        match strips {
+            1 => tile_avx512::<R, 1>(x, r0, w, first, bias, out),
+            2 => tile_avx512::<R, 2>(x, r0, w, first, bias, out),
+            3 => tile_avx512::<R, 3>(x, r0, w, first, bias, out),
+            4 => tile_avx512::<R, 4>(x, r0, w, first, bias, out),
+            5 => tile_avx512::<R, 5>(x, r0, w, first, bias, out),
+            _ => tile_avx512::<R, 6>(x, r0, w, first, bias, out),
+        }
+    }
+}
+
+/// One AVX-512 register tile: rows `r0..r0 + R` × the `V` strips from `first`, one 16-wide
+/// accumulator per row and strip.
+///
+/// # Safety
+/// The CPU supports AVX-512F; `x` holds `(r0 + R) * w.k` values at least, strips
+/// `first..first + V` exist in `w`, `bias` is empty or `w.n` long, `out` holds `(r0 + R) * w.n`
+/// values at least.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn tile_avx512<const R: usize, const V: usize>(
+    x: &[f32],
+    r0: usize,
+    w: PackedView<'_>,
+    first: usize,
+    bias: &[f32],
+    out: &mut [f32],
+) {
+    use std::arch::x86_64::{
+        __m512, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_storeu_ps,
+    };
+    let k = w.k;
+    let tiles: [TileOperands<'_>; V] =
+        std::array::from_fn(|v| TileOperands::new(x, r0, R, w, first + v, bias));
+    // SAFETY: every pointer below stays inside a `tiles[v].bias`, `tiles[v].weights` (k rows of
+    // 16) or `tiles[0].x` (R rows of k), whose lengths `TileOperands::new` fixes.
+    unsafe {
+        let mut acc: [[__m512; V]; R] =
+            [std::array::from_fn(|v| _mm512_loadu_ps(tiles[v].bias.as_ptr())); R];
+        let w_ptrs: [*const f32; V] = std::array::from_fn(|v| tiles[v].weights.as_ptr());
+        let x_ptr = tiles[0].x.as_ptr();
         for kk in 0..k {
-            let w_row = _mm512_loadu_ps(w_ptr.add(kk * TILE_COLUMNS));
+            let w_rows: [__m512; V] =
+                std::array::from_fn(|v| _mm512_loadu_ps(w_ptrs[v].add(kk * TILE_COLUMNS)));
             for (r, acc_row) in acc.iter_mut().enumerate() {
                 let a = _mm512_set1_ps(*x_ptr.add(r * k + kk));
-                *acc_row = _mm512_fmadd_ps(w_row, a, *acc_row);
+                for (acc_lane, w_row) in acc_row.iter_mut().zip(&w_rows) {
+                    *acc_lane = _mm512_fmadd_ps(*w_row, a, *acc_lane);
+                }
             }
         }
         let mut row = [0.0f32; TILE_COLUMNS];
         for (r, acc_row) in acc.iter().enumerate() {
-            _mm512_storeu_ps(row.as_mut_ptr(), *acc_row);
-            tile.store(out, r0 + r, &row);
+            for (tile, acc_lane) in tiles.iter().zip(acc_row) {
+                _mm512_storeu_ps(row.as_mut_ptr(), *acc_lane);
+                tile.store(out, r0 + r, &row);
+            }
         }
     }
 }
@@ -795,6 +854,12 @@ mod tests {
             // Every remainder of the 8-, 6- and 4-row tiles.
             (13, 11, 40, true),
             (15, 4, 16, false),
+            // AVX-512 strip groups: a full group with a partial last strip, a group and a single
+            // strip, two groups with an uneven second half, and each with 8-, 4- and 1-row tiles.
+            (13, 6, 83, true),
+            (9, 5, 112, false),
+            (21, 3, 177, true),
+            (12, 4, 80, true),
             // Large enough to be split over the helper threads.
             (16, 512, 1100, true),
             (17, 700, 1000, false),
