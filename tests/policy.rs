@@ -570,8 +570,8 @@ fn assert_fast_gradients_match_autodiff(
     };
     // Every output of an evaluation enters the loss, each with its own weight.
     let loss_of = |eval: &factored_rl::policy::Evaluation| {
-        let mut loss = eval.values.clone().powi_scalar(2).sum()
-            + eval.q_values.clone().sin().sum().mul_scalar(0.3);
+        let mut loss =
+            eval.values.clone().powi_scalar(2).sum() + eval.q_values().sin().sum().mul_scalar(0.3);
         for (h, (lp, e)) in eval.log_probs.iter().zip(&eval.entropies).enumerate() {
             loss = loss + lp.clone().sum().mul_scalar(h as f32 + 1.0)
                 - e.clone().sum().mul_scalar(0.5 + h as f32 / 4.0);

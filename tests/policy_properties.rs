@@ -329,7 +329,7 @@ proptest! {
         let space = r.net.space();
         let num_ops = space.num_ops();
         let eval_values = host1(r.eval.values.clone());
-        let q = host2(r.eval.q_values.clone());
+        let q = host2(r.eval.q_values());
         for row in 0..case.batch {
             prop_assert_eq!(r.act.ops[row], r.act.actions[space.op_index()][row]);
             prop_assert!((r.act.values[row] - eval_values[row]).abs() <= TOL);

@@ -45,7 +45,7 @@ impl FactoredRecurrentActorCritic {
                 .clone()
                 .reshape([batch * time, self.config.d_hidden]),
         );
-        let evaluation = self.score(input, self.outputs(normalized, state.detach()))?;
+        let evaluation = self.score(input, normalized, state.detach())?;
         let (loss, output) = loss_fn(&evaluation)?;
         let mut graph_grads = loss.backward();
         let d_lstm_out = lstm_out.grad_remove(&mut graph_grads).unwrap_or_else(|| {

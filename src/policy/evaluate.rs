@@ -1,7 +1,7 @@
 use burn::tensor::{Int, Tensor, TensorData};
 
 use super::config::ValueMode;
-use super::network::FactoredRecurrentActorCritic;
+use super::network::{FactoredRecurrentActorCritic, Mlp};
 use crate::distribution::FactoredDistribution;
 use crate::error::{Error, Result};
 use crate::nn::LstmState;
@@ -57,12 +57,42 @@ pub struct Evaluation {
     pub entropies: Vec<Tensor<1>>,
     /// The value for the stored op, `[batch * time]`.
     pub values: Tensor<1>,
-    /// `Q(s, op)` for every op, `[batch * time, num_ops]`.
-    pub q_values: Tensor<2>,
     /// Per head, 1 where the head is causally relevant for the stored op, else 0, `batch * time`.
     pub relevance: Vec<Vec<f32>>,
     /// The recurrent state after the last step.
     pub state: LstmState,
+    op_values: OpValues,
+}
+
+/// `Q(s, ·)` of an [`Evaluation`]: already computed (`ExpectedOp` values need every op), or the
+/// critic and its input, to compute it from when asked.
+#[derive(Debug, Clone)]
+enum OpValues {
+    Computed(Tensor<2>),
+    Deferred {
+        critic: Mlp,
+        features: Tensor<2>,
+        num_ops: usize,
+    },
+}
+
+impl Evaluation {
+    /// `Q(s, op)` for every op, `[batch * time, num_ops]`, differentiable.
+    ///
+    /// Only `ExpectedOp` values need every op, and that mode returns what it computed. In
+    /// `SelectedOp` and `StateValue` modes the evaluation ran the critic for the stored op alone
+    /// (training needs nothing else, and the other ops cost the critic's later layers `num_ops`
+    /// times over); this runs it for every op when called.
+    pub fn q_values(&self) -> Tensor<2> {
+        match &self.op_values {
+            OpValues::Computed(q_values) => q_values.clone(),
+            OpValues::Deferred {
+                critic,
+                features,
+                num_ops,
+            } => critic.q_values(features, *num_ops),
+        }
+    }
 }
 
 impl FactoredRecurrentActorCritic {
@@ -84,47 +114,67 @@ impl FactoredRecurrentActorCritic {
         input: &EvaluateInput<'_>,
         initial_state: LstmState,
     ) -> Result<Evaluation> {
-        let output = self.forward_sequences(&input.sequences, initial_state)?;
-        self.score(input, output)
+        let (batch, time) = (input.sequences.batch, input.sequences.time);
+        let inputs = self.sequence_inputs(&input.sequences, &initial_state)?;
+        let starts = self.episode_start_tensor(&input.sequences);
+        let trunk = self.trunk(inputs, batch, time, initial_state, Some(starts));
+        self.score(input, trunk.features, trunk.state)
     }
 
-    /// Scores stored actions from the network's raw outputs (shared by
+    /// Scores stored actions from the normalized trunk features (shared by
     /// [`evaluate_actions`](Self::evaluate_actions) and the hand-written BPTT path).
+    ///
+    /// # Shapes
+    /// - `features`: `[batch * time, d_hidden]`
     pub(crate) fn score(
         &self,
         input: &EvaluateInput<'_>,
-        output: SequenceOutput,
+        features: Tensor<2>,
+        state: LstmState,
     ) -> Result<Evaluation> {
         let rows = input.sequences.batch * input.sequences.time;
         self.check_masks(input.masks, rows)?;
         let ops = self.stored_ops(input)?;
-        let dist = FactoredDistribution::new(&self.space, output.head_logits, input.masks)?
-            .condition_on_ops(ops)?;
+        let dist =
+            FactoredDistribution::new(&self.space, self.head_logits(&features), input.masks)?
+                .condition_on_ops(ops)?;
         let log_probs = dist.log_probs(input.actions)?;
         let entropies = dist.normalized_entropies();
-        let q_values = output.q_values;
-        let values = match self.config.value_mode {
+        let num_ops = self.space.num_ops();
+        let deferred = |features: Tensor<2>| OpValues::Deferred {
+            critic: self.critic.clone(),
+            features,
+            num_ops,
+        };
+        let (values, op_values) = match self.config.value_mode {
             ValueMode::SelectedOp => {
                 let ops = ops.iter().map(|&op| op as i64).collect::<Vec<_>>();
-                let ops =
-                    Tensor::<2, Int>::from_data(TensorData::new(ops, [rows, 1]), &self.device());
-                q_values.clone().gather(1, ops).squeeze_dim(1)
+                let ops = Tensor::<1, Int>::from_data(TensorData::new(ops, [rows]), &self.device());
+                let values = self.critic.q_values_of(&features, num_ops, ops);
+                (values, deferred(features))
             }
             // π is a weight of the baseline here, not something the value loss should train.
-            ValueMode::ExpectedOp => (dist.op().probs().detach() * q_values.clone())
-                .sum_dim(1)
-                .squeeze_dim(1),
-            ValueMode::StateValue => output
-                .state_values
-                .expect("StateValue mode builds a V(s) head"),
+            ValueMode::ExpectedOp => {
+                let q_values = self.q_values(&features);
+                let values = (dist.op().probs().detach() * q_values.clone())
+                    .sum_dim(1)
+                    .squeeze_dim(1);
+                (values, OpValues::Computed(q_values))
+            }
+            ValueMode::StateValue => {
+                let values = self
+                    .state_values(&features)
+                    .expect("StateValue mode builds a V(s) head");
+                (values, deferred(features))
+            }
         };
         Ok(Evaluation {
             log_probs,
             entropies,
             values,
-            q_values,
             relevance: dist.relevance(ops),
-            state: output.state,
+            state,
+            op_values,
         })
     }
 

@@ -54,6 +54,73 @@ impl Mlp {
     }
 }
 
+impl Mlp {
+    /// The critic's first layer on `concat(features, one_hot(op))` without the concatenation: the
+    /// state part `features·W_s + b`, shared by every op, and the op rows `W_op` (`[num_ops,
+    /// d_out]`), one of which is added per op.
+    ///
+    /// # Shapes
+    /// - `features`: `[rows, d_hidden]`
+    /// - output: `[rows, d_out]` and `[num_ops, d_out]`
+    fn critic_first_layer(&self, features: &Tensor<2>, num_ops: usize) -> (Tensor<2>, Tensor<2>) {
+        let d_hidden = features.dims()[1];
+        let first = &self.layers[0];
+        let weight = first.weight.val();
+        let state_part = features
+            .clone()
+            .matmul(weight.clone().slice(s![0..d_hidden]));
+        let state_part = match &first.bias {
+            Some(b) => state_part + b.val().unsqueeze_dim(0),
+            None => state_part,
+        };
+        (state_part, weight.slice(s![d_hidden..d_hidden + num_ops]))
+    }
+
+    /// The layers after the critic's first, on its pre-activations.
+    ///
+    /// # Shapes
+    /// - `pre`: `[rows, d_out]`
+    /// - output: `[rows, 1]`
+    fn critic_rest(&self, pre: Tensor<2>) -> Tensor<2> {
+        self.layers[1..]
+            .iter()
+            .fold(pre, |x, layer| layer.forward(relu(x)))
+    }
+
+    /// As a critic on `concat(features, one_hot(op))`: `Q(s, op)` for every op in one batched pass,
+    /// the first layer's state part computed once and each op's row of `W_op` broadcast over it.
+    ///
+    /// # Shapes
+    /// - `features`: `[rows, d_hidden]`
+    /// - output: `[rows, num_ops]`
+    pub(crate) fn q_values(&self, features: &Tensor<2>, num_ops: usize) -> Tensor<2> {
+        let rows = features.dims()[0];
+        let (state_part, op_rows) = self.critic_first_layer(features, num_ops);
+        let d_out = state_part.dims()[1];
+        let pre = state_part.unsqueeze_dim::<3>(1) + op_rows.unsqueeze_dim::<3>(0);
+        self.critic_rest(pre.reshape([rows * num_ops, d_out]))
+            .reshape([rows, num_ops])
+    }
+
+    /// As a critic on `concat(features, one_hot(op))`: `Q(s, ops[row])` for one op per row, the
+    /// same sums as [`q_values`](Self::q_values) for those ops with none of the other ops' work
+    /// (training in `SelectedOp` mode needs only the stored op's value).
+    ///
+    /// # Shapes
+    /// - `features`: `[rows, d_hidden]`; `ops`: `[rows]`, each below `num_ops`
+    /// - output: `[rows]`
+    pub(crate) fn q_values_of(
+        &self,
+        features: &Tensor<2>,
+        num_ops: usize,
+        ops: Tensor<1, Int>,
+    ) -> Tensor<1> {
+        let (state_part, op_rows) = self.critic_first_layer(features, num_ops);
+        self.critic_rest(state_part + op_rows.select(0, ops))
+            .squeeze_dim(1)
+    }
+}
+
 fn orthogonal_linear(
     d_input: usize,
     d_output: usize,
@@ -308,33 +375,13 @@ impl FactoredRecurrentActorCritic {
             .collect()
     }
 
-    /// `Q(s, op)` for every op in one batched pass. The first critic layer acts on
-    /// `concat(features, one_hot(op))`, which is `features·W_s + W_op[op] + b`: computed once for
-    /// the state part and broadcast over the op rows.
+    /// `Q(s, op)` for every op in one batched pass (see [`Mlp::q_values`]).
     ///
     /// # Shapes
     /// - `features`: `[rows, d_hidden]`
     /// - output: `[rows, num_ops]`
     pub(crate) fn q_values(&self, features: &Tensor<2>) -> Tensor<2> {
-        let [rows, d_hidden] = features.dims();
-        let num_ops = self.space.num_ops();
-        let first = &self.critic.layers[0];
-        let weight = first.weight.val();
-        let d_out = weight.dims()[1];
-        let state_part = features
-            .clone()
-            .matmul(weight.clone().slice(s![0..d_hidden]));
-        let state_part = match &first.bias {
-            Some(b) => state_part + b.val().unsqueeze_dim(0),
-            None => state_part,
-        };
-        let op_part = weight.slice(s![d_hidden..d_hidden + num_ops]);
-        let pre = state_part.unsqueeze_dim::<3>(1) + op_part.unsqueeze_dim::<3>(0);
-        let mut x = pre.reshape([rows * num_ops, d_out]);
-        for layer in &self.critic.layers[1..] {
-            x = layer.forward(relu(x));
-        }
-        x.reshape([rows, num_ops])
+        self.critic.q_values(features, self.space.num_ops())
     }
 
     /// `V(s)` in `StateValue` mode.
