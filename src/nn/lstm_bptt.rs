@@ -11,15 +11,17 @@
 //! two places ([`Recurrence`]). On burn's CPU backend every one of the ≈ 45 tensor operations of a
 //! step pays a dispatch and allocation overhead that dwarfs the arithmetic for the small batches of
 //! PPO (8 rows × 64 units: ≈ 5 µs per operation against ≈ 0.1 µs of work), so there the
-//! recurrence runs on plain host slices with the small-batch kernels of `nn::host`; the large
-//! products over all steps (input projection, weight gradients, input gradient) stay on burn. On
-//! a GPU backend the whole pass stays on the device. `tests/lstm.rs` checks both against burn's
+//! recurrence runs on plain host slices with the small-batch kernels of `nn::host`, and the large
+//! products over all steps (input projection, weight gradients, input gradient) go straight to the
+//! `gemm` crate into host buffers (`nn::gemm` says why not through burn). On a GPU backend the
+//! whole pass stays on the device. `tests/lstm.rs` checks both against burn's
 //! autodiff of [`Lstm::forward`].
 
 use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Tensor, TensorData, s};
 
 use super::fork;
+use super::gemm::{self, MatrixRef, Output};
 use super::host::{PackedMatrix, dense, lstm_cell};
 use super::lstm::{Lstm, LstmState};
 use crate::distribution::{into_host, to_host, with_host_values};
@@ -27,8 +29,8 @@ use crate::distribution::{into_host, to_host, with_host_values};
 /// Where the sequential part of [`Lstm::forward_for_backward_on`] and [`Lstm::backward`] runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recurrence {
-    /// On plain host slices (one download of the projected inputs per layer, one upload of the
-    /// outputs): the fastest choice on a CPU backend.
+    /// On plain host slices (one download of the input, one upload of the output): the fastest
+    /// choice on a CPU backend.
     Host,
     /// As burn tensor operations on the tensors' device: the choice for GPU backends, where the
     /// per-step operations run asynchronously.
@@ -66,7 +68,7 @@ struct LayerCache {
 #[derive(Debug, Clone)]
 struct HostLayerCache {
     /// The layer's input, `[batch * time, d_in]`.
-    input: Tensor<2>,
+    input: Vec<f32>,
     /// `h_{t−1}` after the episode-start reset, `[batch * time, H]`.
     hidden_prev: Vec<f32>,
     /// `[i | f | g | o]` activated gates, `[batch * time, 4H]`.
@@ -149,60 +151,30 @@ struct GatePart<'a> {
     d_gates: &'a mut [f32],
 }
 
-/// At most this many rows of the input projection `X·W_ihᵀ` go through one product. burn's CPU
-/// matmul (the `gemm` crate) slows down on the reference network's `[4800, 512] × [512, 2048]`:
-/// measured on the 2-core Xeon, 56–78 ms in one product against 38–42 ms in two of 2,400 rows
-/// (`docs/performance.md`, 2026-12-05 evening). Each output element is computed the same way
-/// whatever the rows around it, so the result is the same bits either way.
-const MAX_PROJECTION_ROWS: usize = 2400;
-
-/// The input projection `X·W_ihᵀ + b` of every row, held as the products' outputs (copying them
-/// into one buffer would cost another pass over `rows × 4H` values).
-struct ProjectedRows {
-    rows_per_chunk: usize,
-    width: usize,
-    chunks: Vec<Vec<f32>>,
-}
-
-impl ProjectedRows {
-    /// Row `row`'s `4H` pre-activations.
-    fn row(&self, row: usize) -> &[f32] {
-        let chunk = &self.chunks[row / self.rows_per_chunk];
-        let at = (row % self.rows_per_chunk) * self.width;
-        &chunk[at..at + self.width]
-    }
-}
-
-/// `input·w_ihᵀ + bias` in products of at most [`MAX_PROJECTION_ROWS`] rows.
+/// `input·w_ihᵀ + bias` for every row, in one product into a buffer that starts as the bias.
 ///
 /// # Shapes
 /// - `input`: `[rows, d_in]`; `w_ih`: `[4H, d_in]`; `bias`: `4H`
-fn project_inputs(input: &Tensor<2>, w_ih: &Tensor<2>, bias: &[f32]) -> ProjectedRows {
-    let [rows, d_in] = input.dims();
-    let parts = rows.div_ceil(MAX_PROJECTION_ROWS).max(1);
-    let rows_per_chunk = rows.div_ceil(parts).max(1);
-    let chunks = (0..rows)
-        .step_by(rows_per_chunk)
-        .map(|first| {
-            let last = (first + rows_per_chunk).min(rows);
-            let mut chunk = into_host(
-                input
-                    .clone()
-                    .slice(s![first..last, 0..d_in])
-                    .matmul(w_ih.clone().transpose()),
-            );
-            // The same additions burn's broadcast would make, without another pass over a tensor.
-            for row in chunk.chunks_exact_mut(bias.len()) {
-                row.iter_mut().zip(bias).for_each(|(p, b)| *p += b);
-            }
-            chunk
-        })
-        .collect();
-    ProjectedRows {
-        rows_per_chunk,
-        width: bias.len(),
-        chunks,
+/// - output: `[rows, 4H]`
+fn project_inputs(input: &[f32], rows: usize, w_ih: &[f32], bias: &[f32]) -> Vec<f32> {
+    let d_in = input.len() / rows.max(1);
+    let mut projected = bias.repeat(rows);
+    gemm::matmul(
+        MatrixRef::new(input, rows, d_in),
+        MatrixRef::new(w_ih, bias.len(), d_in).t(),
+        &mut projected,
+        Output::Accumulate,
+    );
+    projected
+}
+
+/// The sum of the rows of a row-major `[rows, width]` matrix.
+fn column_sums(values: &[f32], width: usize) -> Vec<f32> {
+    let mut sums = vec![0.0; width];
+    for row in values.chunks_exact(width) {
+        sums.iter_mut().zip(row).for_each(|(s, v)| *s += v);
     }
+    sums
 }
 
 impl Lstm {
@@ -355,13 +327,16 @@ impl Lstm {
         let initial_hidden = to_host(&state.hidden.inner());
         let initial_cell = to_host(&state.cell.inner());
 
-        let mut layer_input = input.inner().reshape([rows, d_input]);
+        let mut layer_input = into_host(input.inner().reshape([rows, d_input]));
         let mut layers = Vec::with_capacity(self.layers.len());
         let mut final_hidden = Vec::with_capacity(self.layers.len() * batch * h);
         let mut final_cell = Vec::with_capacity(self.layers.len() * batch * h);
         for (k, layer) in self.layers.iter().enumerate() {
             let bias = to_host(&(layer.bias_ih.val().inner() + layer.bias_hh.val().inner()));
-            let projected = project_inputs(&layer_input, &layer.weight_ih.val().inner(), &bias);
+            let projected = with_host_values(layer.weight_ih.val().inner(), |w_ih| {
+                project_inputs(&layer_input, rows, w_ih, &bias)
+            });
+            let projected_row = |row: usize| &projected[row * 4 * h..(row + 1) * 4 * h];
             // `h·W_hhᵀ` takes `W_hhᵀ` as `[H, 4H]`.
             let recurrent_weight = with_host_values(layer.weight_hh.val().inner(), |w_hh| {
                 PackedMatrix::pack_transposed(w_hh, h, 4 * h)
@@ -414,7 +389,7 @@ impl Lstm {
                         let gates = &mut part.gates[at * 4 * h..(at + 1) * 4 * h];
                         for ((z, &a), &r) in gates
                             .iter_mut()
-                            .zip(projected.row(b * time + t))
+                            .zip(projected_row(b * time + t))
                             .zip(&recurrent[b * 4 * h..(b + 1) * 4 * h])
                         {
                             *z = a + r;
@@ -433,10 +408,10 @@ impl Lstm {
             layers.push(cache);
             final_hidden.extend_from_slice(&hidden);
             final_cell.extend_from_slice(&cell);
-            layer_input = Tensor::from_data(TensorData::new(output, [rows, h]), &device);
+            layer_input = output;
         }
         let num_layers = self.layers.len();
-        let output = layer_input.reshape([batch, time, h]);
+        let output = Tensor::from_data(TensorData::new(layer_input, [batch, time, h]), &device);
         let state = LstmState {
             hidden: Tensor::from_data(
                 TensorData::new(final_hidden, [num_layers, batch, h]),
@@ -480,10 +455,10 @@ impl Lstm {
         let h = self.d_hidden();
         let rows = batch * time;
         let device = d_output.device().without_autodiff();
-        let mut d_input = d_output.inner();
+        let mut d_input = into_host(d_output.inner());
         let mut grads = Vec::with_capacity(self.layers.len());
         for (layer, cache) in self.layers.iter().zip(caches).rev() {
-            let d_out = into_host(d_input);
+            let d_out = d_input;
             // `dz·W_hh` takes `W_hh` as it is, `[4H, H]`.
             let recurrent_weight = with_host_values(layer.weight_hh.val().inner(), |w_hh| {
                 PackedMatrix::pack(w_hh, 4 * h, h)
@@ -544,25 +519,37 @@ impl Lstm {
                     }
                 }
             }
-            let d_z = Tensor::<2>::from_data(TensorData::new(d_gates, [rows, 4 * h]), &device);
-            let hidden_prev = Tensor::<2>::from_data(
-                TensorData::new(cache.hidden_prev.clone(), [rows, h]),
-                &device,
-            );
-            let d_z_t = d_z.clone().transpose();
-            grads.push(LstmLayerGrads {
-                weight_ih: d_z_t.clone().matmul(cache.input.clone()),
-                weight_hh: d_z_t.matmul(hidden_prev),
-                bias: d_z.clone().sum_dim(0).squeeze_dim(0),
+            let d_in = cache.input.len() / rows;
+            let d_z = MatrixRef::new(&d_gates, rows, 4 * h);
+            let mut weight_ih = vec![0.0; 4 * h * d_in];
+            let input = MatrixRef::new(&cache.input, rows, d_in);
+            gemm::matmul(d_z.t(), input, &mut weight_ih, Output::Overwrite);
+            let mut weight_hh = vec![0.0; 4 * h * h];
+            let hidden_prev = MatrixRef::new(&cache.hidden_prev, rows, h);
+            gemm::matmul(d_z.t(), hidden_prev, &mut weight_hh, Output::Overwrite);
+            let mut d_layer_input = vec![0.0; rows * d_in];
+            with_host_values(layer.weight_ih.val().inner(), |w_ih| {
+                let w_ih = MatrixRef::new(w_ih, 4 * h, d_in);
+                gemm::matmul(d_z, w_ih, &mut d_layer_input, Output::Overwrite);
             });
-            let d_layer_input = d_z.matmul(layer.weight_ih.val().inner());
-            let d_in = d_layer_input.dims()[1];
-            d_input = d_layer_input.reshape([batch, time, d_in]);
+            let tensor = |values: Vec<f32>, shape: [usize; 2]| {
+                Tensor::<2>::from_data(TensorData::new(values, shape), &device)
+            };
+            grads.push(LstmLayerGrads {
+                weight_ih: tensor(weight_ih, [4 * h, d_in]),
+                weight_hh: tensor(weight_hh, [4 * h, h]),
+                bias: Tensor::from_data(
+                    TensorData::new(column_sums(&d_gates, 4 * h), [4 * h]),
+                    &device,
+                ),
+            });
+            d_input = d_layer_input;
         }
         grads.reverse();
+        let d_in = d_input.len() / rows.max(1);
         LstmGrads {
             layers: grads,
-            input: d_input,
+            input: Tensor::from_data(TensorData::new(d_input, [batch, time, d_in]), &device),
         }
     }
 
@@ -630,45 +617,6 @@ impl Lstm {
         LstmGrads {
             layers: grads,
             input: d_out,
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::backend::default_device;
-
-    /// Past [`MAX_PROJECTION_ROWS`] the projection is several products; every row must hold
-    /// exactly what one product over all rows gives.
-    #[test]
-    fn projected_rows_are_one_product_of_all_rows() {
-        let device = default_device();
-        let (rows, d_in, width) = (2 * MAX_PROJECTION_ROWS + 7, 3, 8);
-        let values = |n: usize, seed: usize| -> Vec<f32> {
-            (0..n)
-                .map(|i| ((i * 7919 + seed) % 211) as f32 / 50.0 - 2.0)
-                .collect()
-        };
-        let input = Tensor::<2>::from_data(
-            TensorData::new(values(rows * d_in, 1), [rows, d_in]),
-            &device,
-        );
-        let w_ih = Tensor::<2>::from_data(
-            TensorData::new(values(width * d_in, 2), [width, d_in]),
-            &device,
-        );
-        let bias = values(width, 3);
-        let projected = project_inputs(&input, &w_ih, &bias);
-        assert_eq!(projected.chunks.len(), 3);
-        let bias_row = Tensor::<1>::from_data(TensorData::new(bias, [width]), &device);
-        let expected = to_host(&(input.matmul(w_ih.transpose()) + bias_row.unsqueeze_dim(0)));
-        for row in 0..rows {
-            assert_eq!(
-                projected.row(row),
-                &expected[row * width..(row + 1) * width],
-                "row {row}"
-            );
         }
     }
 }

@@ -2,6 +2,8 @@
 
 /// Fork-join over persistent helper threads, for the host kernels.
 pub(crate) mod fork;
+/// Large matrix products into host buffers through the `gemm` crate, for the hand-written passes.
+pub(crate) mod gemm;
 /// Internal small-batch kernels for the host actor; their preconditions are checked by its callers.
 pub(crate) mod host;
 pub mod init;

@@ -1,0 +1,205 @@
+//! Large matrix products on host slices, straight through the `gemm` crate.
+//!
+//! burn's CPU backend multiplies with the same crate, but on burn-flex 0.22.1 every product's
+//! output is made by `FlexTensor::empty`: a zero-filled `Vec<u8>` that cubecl's
+//! `Bytes::from_bytes_vec` then copies into a 16-byte-aligned buffer (it checks the vector's
+//! declared alignment, 1, not the pointer's). A host caller pays a third pass getting the values
+//! out. On the 2-core Xeon the LSTM input projection of the 32 × 150 update took 61.9 ms through
+//! burn's `matmul` and 43.9 ms through `gemm` called directly (`docs/performance.md`, 2026-12-05
+//! night), which is what MKL takes on the same shape. burn has no way to multiply into a buffer
+//! the caller owns, or to add a product to one, so the training step's hand-written passes call
+//! `gemm` here.
+
+/// A read-only row-major matrix, or the transpose of one (no copy).
+///
+/// # Shapes
+/// Element `(i, j)` is `data[i * row_stride + j * column_stride]`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MatrixRef<'a> {
+    data: &'a [f32],
+    rows: usize,
+    columns: usize,
+    row_stride: usize,
+    column_stride: usize,
+}
+
+impl<'a> MatrixRef<'a> {
+    /// A row-major `[rows, columns]` matrix.
+    ///
+    /// # Panics
+    /// When `data` does not hold `rows * columns` values (a bug in the caller, not bad input).
+    pub(crate) fn new(data: &'a [f32], rows: usize, columns: usize) -> Self {
+        assert_eq!(
+            data.len(),
+            rows * columns,
+            "gemm::MatrixRef: {} values are not [{rows}, {columns}]",
+            data.len()
+        );
+        Self {
+            data,
+            rows,
+            columns,
+            row_stride: columns,
+            column_stride: 1,
+        }
+    }
+
+    /// The transpose.
+    pub(crate) fn t(self) -> Self {
+        Self {
+            rows: self.columns,
+            columns: self.rows,
+            row_stride: self.column_stride,
+            column_stride: self.row_stride,
+            ..self
+        }
+    }
+}
+
+/// What a product does with what the output already holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Output {
+    /// `C = A·B`; what `C` held is never read.
+    Overwrite,
+    /// `C = C + A·B`: a bias the caller put there, or another product's sum.
+    Accumulate,
+}
+
+/// Below this many multiply-adds a product runs on the calling thread: burn-flex's threshold, so
+/// a product splits over the cores exactly when burn's `matmul` would split it.
+const MIN_MULTIPLY_ADDS_TO_SPLIT: usize = 192 * 192 * 192;
+
+/// `out = a·b` or `out += a·b` (row-major `[a.rows, b.columns]`).
+///
+/// # Panics
+/// When the shapes do not chain or `out` is not `[a.rows, b.columns]` (a bug in the caller).
+pub(crate) fn matmul(a: MatrixRef<'_>, b: MatrixRef<'_>, out: &mut [f32], output: Output) {
+    let (m, k, n) = (a.rows, a.columns, b.columns);
+    assert_eq!(b.rows, k, "gemm::matmul: [{m}, {k}]·[{}, {n}]", b.rows);
+    assert_eq!(out.len(), m * n, "gemm::matmul: output is not [{m}, {n}]");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if output == Output::Overwrite {
+            out.fill(0.0);
+        }
+        return;
+    }
+    let parallelism = if m.saturating_mul(n).saturating_mul(k) >= MIN_MULTIPLY_ADDS_TO_SPLIT {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
+    };
+    let stride = |s: usize| s as isize;
+    // SAFETY: `MatrixRef::new` checked that each operand's slice holds `rows * columns` values,
+    // and with strides (columns, 1) or their transpose every element the product reads,
+    // `(i, j) ↦ i * row_stride + j * column_stride` for `i < rows`, `j < columns`, lies inside
+    // it; `out` was checked to hold `m * n` values, written with strides (n, 1). `out` is a
+    // unique borrow, so it aliases neither operand.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out.as_mut_ptr(),
+            1,
+            stride(n),
+            output == Output::Accumulate,
+            a.data.as_ptr(),
+            stride(a.column_stride),
+            stride(a.row_stride),
+            b.data.as_ptr(),
+            stride(b.column_stride),
+            stride(b.row_stride),
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(n: usize, seed: usize) -> Vec<f32> {
+        (0..n)
+            .map(|i| ((i * 7919 + seed * 104_729) % 211) as f32 / 50.0 - 2.0)
+            .collect()
+    }
+
+    /// The product, summed in f64 the obvious way.
+    fn naive(a: MatrixRef<'_>, b: MatrixRef<'_>) -> Vec<f64> {
+        let at = |m: &MatrixRef<'_>, i: usize, j: usize| {
+            f64::from(m.data[i * m.row_stride + j * m.column_stride])
+        };
+        let mut out = vec![0.0; a.rows * b.columns];
+        for i in 0..a.rows {
+            for j in 0..b.columns {
+                out[i * b.columns + j] = (0..a.columns).map(|p| at(&a, i, p) * at(&b, p, j)).sum();
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn products_of_every_transposition_match_the_naive_sum() {
+        // One shape below the split threshold, one above it.
+        for (m, k, n) in [(7, 5, 3), (150, 200, 260)] {
+            let a_data = values(m * k, 1);
+            let b_data = values(k * n, 2);
+            for (transpose_a, transpose_b) in [(false, false), (true, false), (false, true)] {
+                let a = if transpose_a {
+                    MatrixRef::new(&a_data, k, m).t()
+                } else {
+                    MatrixRef::new(&a_data, m, k)
+                };
+                let b = if transpose_b {
+                    MatrixRef::new(&b_data, n, k).t()
+                } else {
+                    MatrixRef::new(&b_data, k, n)
+                };
+                let expected = naive(a, b);
+                let mut out = vec![f32::NAN; m * n];
+                matmul(a, b, &mut out, Output::Overwrite);
+                let start = |i: usize| (i % 17) as f32 - 8.0;
+                let mut accumulated: Vec<f32> = (0..m * n).map(start).collect();
+                matmul(a, b, &mut accumulated, Output::Accumulate);
+                for (i, e) in expected.iter().enumerate() {
+                    let tolerance = 1e-4 * (1.0 + e.abs());
+                    let what = format!("[{m}, {k}, {n}] {transpose_a} {transpose_b} element {i}");
+                    assert!((f64::from(out[i]) - e).abs() <= tolerance, "{what}");
+                    let with_start = e + f64::from(start(i));
+                    assert!(
+                        (f64::from(accumulated[i]) - with_start).abs() <= tolerance + 1e-3,
+                        "{what} accumulated"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_empty_inner_dimension_gives_zero_or_leaves_the_output() {
+        let mut out = vec![f32::NAN; 6];
+        matmul(
+            MatrixRef::new(&[], 2, 0),
+            MatrixRef::new(&[], 0, 3),
+            &mut out,
+            Output::Overwrite,
+        );
+        assert_eq!(out, vec![0.0; 6]);
+        let mut kept = vec![1.5; 6];
+        matmul(
+            MatrixRef::new(&[], 2, 0),
+            MatrixRef::new(&[], 0, 3),
+            &mut kept,
+            Output::Accumulate,
+        );
+        assert_eq!(kept, vec![1.5; 6]);
+    }
+}
