@@ -4,7 +4,7 @@
 use factored_rl::Error;
 use factored_rl::backend::default_device;
 use factored_rl::burn::tensor::{Tensor, TensorData};
-use factored_rl::nn::{Lstm, LstmConfig, LstmState, Recurrence};
+use factored_rl::nn::{Lstm, LstmConfig, LstmState, Placement};
 use factored_rl::weights::{HostTensor, SafetensorsFile, write_f32_safetensors};
 
 fn host(t: Tensor<3>) -> Vec<f32> {
@@ -143,16 +143,16 @@ fn loading_names_missing_and_misshapen_tensors() {
 #[test]
 fn hand_written_bptt_matches_autodiff() {
     for batch in [3, 5] {
-        hand_written_bptt_matches_autodiff_on(Recurrence::Host, batch);
-        hand_written_bptt_matches_autodiff_on(Recurrence::Device, batch);
+        hand_written_bptt_matches_autodiff_on(Placement::Host, batch);
+        hand_written_bptt_matches_autodiff_on(Placement::Device, batch);
     }
     assert_eq!(
-        Recurrence::for_device(&default_device().autodiff()),
-        Recurrence::Host
+        Placement::for_device(&default_device().autodiff()),
+        Placement::Host
     );
 }
 
-fn hand_written_bptt_matches_autodiff_on(recurrence: Recurrence, batch: usize) {
+fn hand_written_bptt_matches_autodiff_on(placement: Placement, batch: usize) {
     let device = default_device().autodiff();
     let lstm = LstmConfig::new(3, 5)
         .with_num_layers(2)
@@ -179,7 +179,7 @@ fn hand_written_bptt_matches_autodiff_on(recurrence: Recurrence, batch: usize) {
     let grads = (out.clone() * weights.clone()).sum().backward();
 
     let (out_fused, final_fused, tape) =
-        lstm.forward_for_backward_on(recurrence, x.clone(), state.clone(), Some(starts.clone()));
+        lstm.forward_for_backward_on(placement, x.clone(), state.clone(), Some(starts.clone()));
     let close = |a: Vec<f32>, b: Vec<f32>, what: &str| {
         assert_eq!(a.len(), b.len());
         for (i, (x, y)) in a.iter().zip(&b).enumerate() {

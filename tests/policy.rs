@@ -6,7 +6,7 @@ use factored_rl::action_space::{ActionSpace, reference};
 use factored_rl::backend::default_device;
 use factored_rl::burn::module::Module;
 use factored_rl::burn::tensor::Tensor;
-use factored_rl::nn::LstmState;
+use factored_rl::nn::{LstmState, Placement};
 use factored_rl::policy::{
     ActInput, ActMode, EvaluateInput, FactoredRecurrentActorCritic,
     FactoredRecurrentActorCriticConfig, Sequences, ValueMode,
@@ -582,18 +582,33 @@ fn assert_fast_gradients_match_autodiff(
         .evaluate_actions(&input, net.initial_state(batch))
         .unwrap();
     let reference = GradientsParams::from_grads(loss_of(&eval).backward(), &net);
-    let (fast, fast_values) = net
-        .evaluate_with_gradients(&input, net.initial_state(batch), |fast_eval| {
-            Ok((loss_of(fast_eval), host(fast_eval.values.clone())))
-        })
-        .unwrap();
-    for (x, y) in host(eval.values.clone()).iter().zip(&fast_values) {
-        assert!((x - y).abs() <= 1e-5, "values: {x} vs {y}");
+    for placement in [Placement::Host, Placement::Device] {
+        let (fast, fast_values) = net
+            .evaluate_with_gradients_on(placement, &input, net.initial_state(batch), |fast_eval| {
+                Ok((loss_of(fast_eval), host(fast_eval.values.clone())))
+            })
+            .unwrap();
+        for (x, y) in host(eval.values.clone()).iter().zip(&fast_values) {
+            assert!((x - y).abs() <= 1e-5, "{placement:?} values: {x} vs {y}");
+        }
+        assert_gradients_match(&net, &reference, &fast, placement);
     }
+}
+
+/// Every parameter's gradient in `fast` agrees with `reference` within 1e-4 of the parameter's
+/// largest gradient.
+fn assert_gradients_match(
+    net: &FactoredRecurrentActorCritic,
+    reference: &factored_rl::burn::optim::GradientsParams,
+    fast: &factored_rl::burn::optim::GradientsParams,
+    placement: Placement,
+) {
+    use factored_rl::burn::optim::GradientsParams;
 
     struct Compare<'a> {
         a: &'a GradientsParams,
         b: &'a GradientsParams,
+        placement: Placement,
         compared: usize,
     }
     impl factored_rl::burn::module::ModuleVisitor for Compare<'_> {
@@ -610,12 +625,13 @@ fn assert_fast_gradients_match_autodiff(
                 .get::<D>(param.id)
                 .map(|t| t.into_data().try_into_vec_as::<f32>().unwrap());
             let (a, b) = (a.expect("autodiff gradient"), b.expect("fast gradient"));
-            assert_eq!(a.len(), b.len(), "{:?}", param.lazy_shape());
+            let placement = self.placement;
+            assert_eq!(a.len(), b.len(), "{placement:?} {:?}", param.lazy_shape());
             let scale = a.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-3);
             for (x, y) in a.iter().zip(&b) {
                 assert!(
                     (x - y).abs() <= 1e-4 * scale,
-                    "{:?}: {x} vs {y}",
+                    "{placement:?} {:?}: {x} vs {y}",
                     param.lazy_shape()
                 );
             }
@@ -623,8 +639,9 @@ fn assert_fast_gradients_match_autodiff(
         }
     }
     let mut compare = Compare {
-        a: &reference,
-        b: &fast,
+        a: reference,
+        b: fast,
+        placement,
         compared: 0,
     };
     net.visit(&mut compare);

@@ -122,6 +122,20 @@ pub(crate) fn matmul(a: MatrixRef<'_>, b: MatrixRef<'_>, out: &mut [f32], output
     }
 }
 
+/// The sum of the rows of a row-major `[rows, width]` matrix: the gradient of a bias added to
+/// every row.
+///
+/// # Shapes
+/// - `values`: `[rows, width]`
+/// - output: `[width]`
+pub(crate) fn column_sums(values: &[f32], width: usize) -> Vec<f32> {
+    let mut sums = vec![0.0; width];
+    for row in values.chunks_exact(width) {
+        sums.iter_mut().zip(row).for_each(|(s, v)| *s += v);
+    }
+    sums
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

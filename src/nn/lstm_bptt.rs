@@ -8,7 +8,7 @@
 //! large matmuls over all steps: `dW_hh = dZᵀ·H_prev`, `dW_ih = dZᵀ·X`, `db = Σ dZ`.
 //!
 //! The recurrence itself (the per-step `h·W_hhᵀ`, the gates, and their backward) runs in one of
-//! two places ([`Recurrence`]). On burn's CPU backend every one of the ≈ 45 tensor operations of a
+//! two places ([`Placement`]). On burn's CPU backend every one of the ≈ 45 tensor operations of a
 //! step pays a dispatch and allocation overhead that dwarfs the arithmetic for the small batches of
 //! PPO (8 rows × 64 units: ≈ 5 µs per operation against ≈ 0.1 µs of work), so there the
 //! recurrence runs on plain host slices with the small-batch kernels of `nn::host`, and the large
@@ -26,18 +26,20 @@ use super::host::{PackedMatrix, dense, lstm_cell};
 use super::lstm::{Lstm, LstmState};
 use crate::distribution::{into_host, to_host, with_host_values};
 
-/// Where the sequential part of [`Lstm::forward_for_backward_on`] and [`Lstm::backward`] runs.
+/// Where the hand-written passes of a training step run: the LSTM's recurrence in
+/// [`Lstm::forward_for_backward_on`] and [`Lstm::backward`], and the policy heads in
+/// [`evaluate_with_gradients_on`](crate::policy::FactoredRecurrentActorCritic::evaluate_with_gradients_on).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Recurrence {
-    /// On plain host slices (one download of the input, one upload of the output): the fastest
-    /// choice on a CPU backend.
+pub enum Placement {
+    /// On plain host slices (one download of the input, one upload of the output), the large
+    /// products straight through `gemm`: the fastest choice on a CPU backend.
     Host,
-    /// As burn tensor operations on the tensors' device: the choice for GPU backends, where the
-    /// per-step operations run asynchronously.
+    /// As burn tensor operations on the tensors' device (the heads through burn's autodiff): the
+    /// choice for GPU backends, where the operations run asynchronously.
     Device,
 }
 
-impl Recurrence {
+impl Placement {
     /// [`Host`](Self::Host) for burn's CPU backend (flex), [`Device`](Self::Device) otherwise.
     pub fn for_device(device: &Device) -> Self {
         if crate::backend::is_host(device) {
@@ -168,18 +170,9 @@ fn project_inputs(input: &[f32], rows: usize, w_ih: &[f32], bias: &[f32]) -> Vec
     projected
 }
 
-/// The sum of the rows of a row-major `[rows, width]` matrix.
-fn column_sums(values: &[f32], width: usize) -> Vec<f32> {
-    let mut sums = vec![0.0; width];
-    for row in values.chunks_exact(width) {
-        sums.iter_mut().zip(row).for_each(|(s, v)| *s += v);
-    }
-    sums
-}
-
 impl Lstm {
     /// [`forward`](Self::forward) on plain tensors, keeping what [`backward`](Self::backward)
-    /// needs, with the recurrence where [`Recurrence::for_device`] puts it for the input's device.
+    /// needs, with the recurrence where [`Placement::for_device`] puts it for the input's device.
     /// Inputs carrying autodiff are detached; the outputs carry none.
     ///
     /// # Shapes
@@ -190,8 +183,8 @@ impl Lstm {
         state: LstmState,
         episode_starts: Option<Tensor<2>>,
     ) -> (Tensor<3>, LstmState, LstmTape) {
-        let recurrence = Recurrence::for_device(&input.device());
-        self.forward_for_backward_on(recurrence, input, state, episode_starts)
+        let placement = Placement::for_device(&input.device());
+        self.forward_for_backward_on(placement, input, state, episode_starts)
     }
 
     /// [`forward_for_backward`](Self::forward_for_backward) with the recurrence placed by the
@@ -202,14 +195,14 @@ impl Lstm {
     /// As [`forward`](Self::forward).
     pub fn forward_for_backward_on(
         &self,
-        recurrence: Recurrence,
+        placement: Placement,
         input: Tensor<3>,
         state: LstmState,
         episode_starts: Option<Tensor<2>>,
     ) -> (Tensor<3>, LstmState, LstmTape) {
-        match recurrence {
-            Recurrence::Host => self.forward_on_host(input, state, episode_starts),
-            Recurrence::Device => self.forward_on_device(input, state, episode_starts),
+        match placement {
+            Placement::Host => self.forward_on_host(input, state, episode_starts),
+            Placement::Device => self.forward_on_device(input, state, episode_starts),
         }
     }
 
@@ -539,7 +532,7 @@ impl Lstm {
                 weight_ih: tensor(weight_ih, [4 * h, d_in]),
                 weight_hh: tensor(weight_hh, [4 * h, h]),
                 bias: Tensor::from_data(
-                    TensorData::new(column_sums(&d_gates, 4 * h), [4 * h]),
+                    TensorData::new(gemm::column_sums(&d_gates, 4 * h), [4 * h]),
                     &device,
                 ),
             });

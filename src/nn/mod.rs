@@ -11,4 +11,4 @@ mod lstm;
 mod lstm_bptt;
 
 pub use lstm::{Lstm, LstmConfig, LstmInit, LstmLayer, LstmState};
-pub use lstm_bptt::{LstmGrads, LstmLayerGrads, LstmTape, Recurrence};
+pub use lstm_bptt::{LstmGrads, LstmLayerGrads, LstmTape, Placement};

@@ -118,26 +118,30 @@ impl FactoredRecurrentActorCritic {
         let inputs = self.sequence_inputs(&input.sequences, &initial_state)?;
         let starts = self.episode_start_tensor(&input.sequences);
         let trunk = self.trunk(inputs, batch, time, initial_state, Some(starts));
-        self.score(input, trunk.features, trunk.state)
+        let head_logits = self.head_logits(&trunk.features);
+        self.score(input, head_logits, trunk.features, trunk.state)
     }
 
-    /// Scores stored actions from the normalized trunk features (shared by
-    /// [`evaluate_actions`](Self::evaluate_actions) and the hand-written BPTT path).
+    /// Scores stored actions from every head's logits and the normalized trunk features the
+    /// critic reads (shared by [`evaluate_actions`](Self::evaluate_actions) and
+    /// [`evaluate_with_gradients`](Self::evaluate_with_gradients), which may compute the logits
+    /// on the host).
     ///
     /// # Shapes
+    /// - `head_logits`: per head `[batch * time, size_h]`
     /// - `features`: `[batch * time, d_hidden]`
     pub(crate) fn score(
         &self,
         input: &EvaluateInput<'_>,
+        head_logits: Vec<Tensor<2>>,
         features: Tensor<2>,
         state: LstmState,
     ) -> Result<Evaluation> {
         let rows = input.sequences.batch * input.sequences.time;
         self.check_masks(input.masks, rows)?;
         let ops = self.stored_ops(input)?;
-        let dist =
-            FactoredDistribution::new(&self.space, self.head_logits(&features), input.masks)?
-                .condition_on_ops(ops)?;
+        let dist = FactoredDistribution::new(&self.space, head_logits, input.masks)?
+            .condition_on_ops(ops)?;
         let log_probs = dist.log_probs(input.actions)?;
         let entropies = dist.normalized_entropies();
         let num_ops = self.space.num_ops();

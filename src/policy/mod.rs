@@ -10,6 +10,7 @@ mod checkpoint;
 mod config;
 mod evaluate;
 mod host_actor;
+mod host_mlp;
 mod network;
 
 pub use act::{ActInput, ActMode, ActOutput, select_op};
