@@ -137,11 +137,11 @@ impl HostMlpTape {
             } else {
                 let mut d_hidden = vec![0.0; rows * layer.d_input];
                 gemm::matmul(d_layer_output, weight_t, &mut d_hidden, Output::Overwrite);
-                // ReLU passes the gradient where its output was positive.
+                // ReLU passes the gradient where its output was positive. A select, not a
+                // branch: the signs are as good as random, and a mispredicted branch per element
+                // was 12 % of the heads' backward pass.
                 for (d, &h) in d_hidden.iter_mut().zip(layer_input) {
-                    if h <= 0.0 {
-                        *d = 0.0;
-                    }
+                    *d = if h > 0.0 { *d } else { 0.0 };
                 }
                 d_output = d_hidden;
             }
