@@ -7,6 +7,8 @@ pub(crate) mod gemm;
 /// Internal small-batch kernels for the host actor; their preconditions are checked by its callers.
 pub(crate) mod host;
 pub mod init;
+/// LayerNorm (+ ReLU) forward and backward on the host, for the training step on the CPU backend.
+pub(crate) mod layer_norm;
 mod lstm;
 mod lstm_bptt;
 

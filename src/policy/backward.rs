@@ -1,13 +1,17 @@
 use burn::module::Param;
+use burn::nn::LayerNorm;
 use burn::optim::GradientsParams;
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::evaluate::{EvaluateInput, Evaluation};
 use super::host_mlp::{HostMlpTape, LinearGrads};
-use super::network::FactoredRecurrentActorCritic;
+use super::network::{FactoredRecurrentActorCritic, LAYER_NORM_EPSILON};
 use crate::distribution::{into_host, to_host};
 use crate::error::Result;
+use crate::nn::layer_norm::{
+    LayerNormGrads, LayerNormTape, layer_norm_backward, layer_norm_forward,
+};
 use crate::nn::{LstmState, Placement};
 use crate::optim::accumulate_grads;
 
@@ -58,8 +62,8 @@ impl FactoredRecurrentActorCritic {
     }
 
     /// [`evaluate_with_gradients`](Self::evaluate_with_gradients) with the hand-written passes
-    /// (the LSTM's recurrence, the policy heads) placed by the caller. Both placements compute
-    /// the same gradients (to float rounding).
+    /// (the LSTM's recurrence; on the host also both LayerNorms and the policy heads) placed by
+    /// the caller. Both placements compute the same gradients (to float rounding).
     ///
     /// # Errors
     /// The errors of [`evaluate_actions`](Self::evaluate_actions) and of `loss_fn`.
@@ -76,43 +80,75 @@ impl FactoredRecurrentActorCritic {
         let (d_feature, d_hidden) = (self.config.d_feature, self.config.d_hidden);
         let inputs = self.sequence_inputs(sequences, &initial_state)?;
         let starts = self.episode_start_tensor(sequences);
-        let features = relu(self.feature_norm.forward(self.feature.forward(inputs)));
+        let device = self.device();
+        let plain = device.clone().without_autodiff();
+        let on_host = placement == Placement::Host;
+
+        // The graph is differentiated in pieces, each seeded with the gradient of its output:
+        // burn's autodiff from the inputs to the feature layer's output (on the host; to the
+        // features the LSTM reads otherwise), the feature LayerNorm and the LSTM by hand, the
+        // LSTM's LayerNorm by hand on the host (by autodiff otherwise), the policy heads by hand on
+        // the host, and the loss by autodiff from the normalized LSTM output and the heads'
+        // logits, which re-enter as leaves.
+        let pre_norm = self.feature.forward(inputs);
+        let (features, feature_norm_tape) = if on_host {
+            let (values, tape) = host_layer_norm(
+                &self.feature_norm,
+                into_host(pre_norm.clone().inner()),
+                true,
+            );
+            let features =
+                Tensor::<2>::from_data(TensorData::new(values, [rows, d_feature]), &plain);
+            (features, Some(tape))
+        } else {
+            (relu(self.feature_norm.forward(pre_norm.clone())), None)
+        };
         let (lstm_out, state, tape) = self.lstm.forward_for_backward_on(
             placement,
             features.clone().reshape([batch, time, d_feature]),
             initial_state,
             Some(starts),
         );
-        // The graph is differentiated in four pieces, each seeded with the gradient of its output:
-        // the loss (burn's autodiff) from the normalized LSTM output, which re-enters as a leaf,
-        // and from the heads' logits, also leaves when the heads run on the host; the heads (by
-        // hand, on the host); the LSTM's LayerNorm (autodiff); the LSTM (by hand); and the graph
-        // before it (autodiff).
-        let lstm_out = lstm_out.autodiff().require_grad();
-        let normalized = self
-            .lstm_norm
-            .forward(lstm_out.clone().reshape([rows, d_hidden]));
-        let normalized_leaf = normalized.clone().detach().require_grad();
-        let device = self.device();
-        let host_heads = (placement == Placement::Host).then(|| {
-            let values = to_host(&normalized.clone().inner());
-            let (logits, tapes): (Vec<_>, Vec<_>) = self
-                .heads
-                .iter()
-                .map(|head| HostMlpTape::forward(head, &values, rows))
-                .unzip();
-            let logits: Vec<Tensor<2>> = logits
-                .into_iter()
-                .zip(self.space.heads())
-                .map(|(logits, head)| {
-                    Tensor::from_data(TensorData::new(logits, [rows, head.size]), &device)
-                        .require_grad()
-                })
-                .collect();
-            (values, logits, tapes)
-        });
+        let lstm_out = lstm_out.reshape([rows, d_hidden]);
+        let lstm_norm = if on_host {
+            let (values, tape) = host_layer_norm(&self.lstm_norm, into_host(lstm_out), false);
+            LstmNormPass::Host { values, tape }
+        } else {
+            let lstm_out = lstm_out.autodiff().require_grad();
+            let normalized = self.lstm_norm.forward(lstm_out.clone());
+            LstmNormPass::Device {
+                lstm_out,
+                normalized,
+            }
+        };
+        let normalized_leaf = match &lstm_norm {
+            LstmNormPass::Host { values, .. } => {
+                Tensor::from_data(TensorData::new(values.clone(), [rows, d_hidden]), &device)
+            }
+            LstmNormPass::Device { normalized, .. } => normalized.clone().detach(),
+        }
+        .require_grad();
+        let host_heads = match &lstm_norm {
+            LstmNormPass::Host { values, .. } => {
+                let (logits, tapes): (Vec<_>, Vec<_>) = self
+                    .heads
+                    .iter()
+                    .map(|head| HostMlpTape::forward(head, values, rows))
+                    .unzip();
+                let logits: Vec<Tensor<2>> = logits
+                    .into_iter()
+                    .zip(self.space.heads())
+                    .map(|(logits, head)| {
+                        Tensor::from_data(TensorData::new(logits, [rows, head.size]), &device)
+                            .require_grad()
+                    })
+                    .collect();
+                Some((logits, tapes))
+            }
+            LstmNormPass::Device { .. } => None,
+        };
         let head_logits = match &host_heads {
-            Some((_, logits, _)) => logits.clone(),
+            Some((logits, _)) => logits.clone(),
             None => self.head_logits(&normalized_leaf),
         };
         let evaluation = self.score(input, head_logits, normalized_leaf.clone(), state.detach())?;
@@ -120,10 +156,11 @@ impl FactoredRecurrentActorCritic {
         let mut loss_grads = loss.backward();
         let mut d_normalized = host_grad(&normalized_leaf, &mut loss_grads);
         let mut grads = GradientsParams::from_module(&mut loss_grads, self);
-        if let Some((values, logits, tapes)) = host_heads {
+        if let (Some((logits, tapes)), LstmNormPass::Host { values, .. }) = (host_heads, &lstm_norm)
+        {
             for ((head, tape), logits) in self.heads.iter().zip(&tapes).zip(&logits) {
                 let d_logits = host_grad(logits, &mut loss_grads);
-                let layer_grads = tape.backward(&values, d_logits, &mut d_normalized);
+                let layer_grads = tape.backward(values, d_logits, &mut d_normalized);
                 for (linear, LinearGrads { weight, bias }) in head.layers.iter().zip(layer_grads) {
                     register(&mut grads, &linear.weight, weight, &device);
                     if let (Some(param), Some(grad)) = (&linear.bias, bias) {
@@ -133,21 +170,35 @@ impl FactoredRecurrentActorCritic {
             }
         }
 
-        let d_normalized = Tensor::<2>::from_data(
-            TensorData::new(d_normalized, [rows, d_hidden]),
-            &device.clone().without_autodiff(),
-        );
-        let mut norm_grads = (normalized * Tensor::from_inner(d_normalized))
-            .sum()
-            .backward();
-        let d_lstm_out = lstm_out.grad_remove(&mut norm_grads).unwrap_or_else(|| {
-            Tensor::zeros([batch, time, d_hidden], &device.clone().without_autodiff())
-        });
-        accumulate_grads(
-            self,
-            &mut grads,
-            GradientsParams::from_module(&mut norm_grads, self),
-        );
+        let d_lstm_out = match lstm_norm {
+            LstmNormPass::Host { tape, .. } => {
+                let d_input = host_layer_norm_backward(
+                    &mut grads,
+                    &self.lstm_norm,
+                    &tape,
+                    &d_normalized,
+                    &device,
+                );
+                Tensor::from_data(TensorData::new(d_input, [batch, time, d_hidden]), &plain)
+            }
+            LstmNormPass::Device {
+                lstm_out,
+                normalized,
+            } => {
+                let d_normalized =
+                    Tensor::<2>::from_data(TensorData::new(d_normalized, [rows, d_hidden]), &plain);
+                let mut norm_grads = (normalized * d_normalized).sum().backward();
+                accumulate_grads(
+                    self,
+                    &mut grads,
+                    GradientsParams::from_module(&mut norm_grads, self),
+                );
+                lstm_out
+                    .grad_remove(&mut norm_grads)
+                    .unwrap_or_else(|| Tensor::zeros([rows, d_hidden], &plain))
+                    .reshape([batch, time, d_hidden])
+            }
+        };
 
         let lstm_grads = self.lstm.backward(&tape, d_lstm_out);
         for (layer, g) in self.lstm.layers.iter().zip(lstm_grads.layers) {
@@ -174,10 +225,85 @@ impl FactoredRecurrentActorCritic {
             }
         }
         let d_features = lstm_grads.input.reshape([rows, d_feature]);
-        let seed = (features * d_features).sum();
+        let seed = match feature_norm_tape {
+            Some(tape) => {
+                let d_pre_norm = host_layer_norm_backward(
+                    &mut grads,
+                    &self.feature_norm,
+                    &tape,
+                    &into_host(d_features),
+                    &device,
+                );
+                let d_pre_norm =
+                    Tensor::<2>::from_data(TensorData::new(d_pre_norm, [rows, d_feature]), &plain);
+                (pre_norm * d_pre_norm).sum()
+            }
+            None => (features * d_features).sum(),
+        };
         let mut before_lstm = seed.backward();
         let before_lstm = GradientsParams::from_module(&mut before_lstm, self);
         accumulate_grads(self, &mut grads, before_lstm);
         Ok((grads, output))
     }
+}
+
+/// The LSTM's LayerNorm in [`evaluate_with_gradients_on`]: host loops, or burn's autodiff from the
+/// LSTM output as a leaf.
+///
+/// [`evaluate_with_gradients_on`]: FactoredRecurrentActorCritic::evaluate_with_gradients_on
+enum LstmNormPass {
+    Host {
+        /// The normalized output, `[rows, d_hidden]`.
+        values: Vec<f32>,
+        tape: LayerNormTape,
+    },
+    Device {
+        lstm_out: Tensor<2>,
+        normalized: Tensor<2>,
+    },
+}
+
+/// `norm`'s `gamma` and `beta` (zeros without a bias) on the host.
+fn norm_parameters(norm: &LayerNorm) -> (Vec<f32>, Vec<f32>) {
+    let gamma = to_host(&norm.gamma.val().inner());
+    let beta = match &norm.beta {
+        Some(beta) => to_host(&beta.val().inner()),
+        None => vec![0.0; gamma.len()],
+    };
+    (gamma, beta)
+}
+
+/// `norm` (then ReLU when `relu`) over the `d`-wide rows of `values` on the host.
+fn host_layer_norm(norm: &LayerNorm, values: Vec<f32>, relu: bool) -> (Vec<f32>, LayerNormTape) {
+    let (gamma, beta) = norm_parameters(norm);
+    layer_norm_forward(
+        &values,
+        gamma.len(),
+        &gamma,
+        &beta,
+        LAYER_NORM_EPSILON as f32,
+        relu,
+    )
+}
+
+/// The backward pass of [`host_layer_norm`] for `d_output`: registers the gradients of `norm`'s
+/// trainable parameters and returns the gradient of its input.
+fn host_layer_norm_backward(
+    grads: &mut GradientsParams,
+    norm: &LayerNorm,
+    tape: &LayerNormTape,
+    d_output: &[f32],
+    device: &Device,
+) -> Vec<f32> {
+    let (gamma, beta) = norm_parameters(norm);
+    let LayerNormGrads {
+        input,
+        gamma: d_gamma,
+        beta: d_beta,
+    } = layer_norm_backward(tape, &gamma, &beta, d_output);
+    register(grads, &norm.gamma, d_gamma, device);
+    if let Some(beta) = &norm.beta {
+        register(grads, beta, d_beta, device);
+    }
+    input
 }
