@@ -251,6 +251,8 @@ impl FactoredRecurrentActorCritic {
 /// LSTM output as a leaf.
 ///
 /// [`evaluate_with_gradients_on`]: FactoredRecurrentActorCritic::evaluate_with_gradients_on
+// One value per call on the stack, never stored in bulk: boxing a variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 enum LstmNormPass {
     Host {
         /// The normalized output, `[rows, d_hidden]`.
