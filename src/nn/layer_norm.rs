@@ -61,20 +61,19 @@ pub(crate) fn layer_norm_forward(
         .collect();
     fork::for_each_part(parts, &|index, ((output, normalized), inverse_std)| {
         let first = index * per_part;
-        for (local, inv) in inverse_std.iter_mut().enumerate() {
-            let row = &x[(first + local) * d..(first + local + 1) * d];
-            let mean = row.iter().sum::<f32>() / d as f32;
-            let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / d as f32;
-            *inv = 1.0 / (var + epsilon).sqrt();
-            let at = local * d..(local + 1) * d;
-            for ((((y, n), &v), &g), &b) in output[at.clone()]
-                .iter_mut()
-                .zip(&mut normalized[at])
-                .zip(row)
-                .zip(gamma)
-                .zip(beta)
-            {
-                *n = (v - mean) * *inv;
+        for (((row, inv), output), normalized) in x[first * d..]
+            .chunks_exact(d)
+            .zip(inverse_std.iter_mut())
+            .zip(output.chunks_exact_mut(d))
+            .zip(normalized.chunks_exact_mut(d))
+        {
+            let mean = lane_sum(row) / d as f32;
+            for (n, &v) in normalized.iter_mut().zip(row) {
+                *n = v - mean;
+            }
+            *inv = 1.0 / (lane_dot(normalized, normalized) / d as f32 + epsilon).sqrt();
+            for (((y, n), &g), &b) in output.iter_mut().zip(normalized).zip(gamma).zip(beta) {
+                *n *= *inv;
                 *y = affine(*n, g, b);
                 if relu {
                     *y = y.max(0.0);
@@ -108,30 +107,41 @@ pub(crate) fn layer_norm_backward(
 ) -> LayerNormGrads {
     let d = tape.d;
     let rows = tape.inverse_std.len();
-    // `d_y` of element `i` (of column `j`): zero where ReLU cut the output off. A select, not a
-    // branch: the signs are as good as random.
-    let d_y = |i: usize, j: usize| {
-        let passed = !tape.relu || affine(tape.normalized[i], gamma[j], beta[j]) > 0.0;
-        if passed { d_output[i] } else { 0.0 }
-    };
+    // `d_y`: `d_output`, zero where ReLU cut the output off (a select per element, not a branch:
+    // the signs are as good as random).
+    let mut d_y = vec![0.0; rows * d];
     let mut input = vec![0.0; rows * d];
     let per_part = rows_per_part(rows);
-    let parts: Vec<_> = input.chunks_mut(per_part * d).collect();
-    fork::for_each_part(parts, &|index, input| {
+    let parts: Vec<_> = input
+        .chunks_mut(per_part * d)
+        .zip(d_y.chunks_mut(per_part * d))
+        .collect();
+    fork::for_each_part(parts, &|index, (input, d_y)| {
         let first = index * per_part;
-        for (local, d_x) in input.chunks_exact_mut(d).enumerate() {
-            let row = first + local;
-            let normalized = &tape.normalized[row * d..(row + 1) * d];
-            let (mut sum_g, mut sum_g_normalized) = (0.0f32, 0.0f32);
-            for (j, (g, &n)) in d_x.iter_mut().zip(normalized).enumerate() {
-                *g = d_y(row * d + j, j) * gamma[j];
-                sum_g += *g;
-                sum_g_normalized += *g * n;
+        for ((((d_x, d_y), normalized), d_out), &inv) in input
+            .chunks_exact_mut(d)
+            .zip(d_y.chunks_exact_mut(d))
+            .zip(tape.normalized[first * d..].chunks_exact(d))
+            .zip(d_output[first * d..].chunks_exact(d))
+            .zip(&tape.inverse_std[first..])
+        {
+            for ((((dy, &out), &n), &g), &b) in d_y
+                .iter_mut()
+                .zip(d_out)
+                .zip(normalized)
+                .zip(gamma)
+                .zip(beta)
+            {
+                let passed = !tape.relu || affine(n, g, b) > 0.0;
+                *dy = if passed { out } else { 0.0 };
             }
-            let (mean_g, mean_g_normalized) = (sum_g / d as f32, sum_g_normalized / d as f32);
-            let inv = tape.inverse_std[row];
-            for (g, &n) in d_x.iter_mut().zip(normalized) {
-                *g = (*g - mean_g - n * mean_g_normalized) * inv;
+            for ((g_value, &dy), &g) in d_x.iter_mut().zip(&*d_y).zip(gamma) {
+                *g_value = dy * g;
+            }
+            let mean_g = lane_sum(d_x) / d as f32;
+            let mean_g_normalized = lane_dot(d_x, normalized) / d as f32;
+            for (g_value, &n) in d_x.iter_mut().zip(normalized) {
+                *g_value = (*g_value - mean_g - n * mean_g_normalized) * inv;
             }
         }
     });
@@ -143,12 +153,15 @@ pub(crate) fn layer_norm_backward(
         .zip(d_beta.chunks_mut(columns_per_part))
         .collect();
     fork::for_each_part(parts, &|index, (d_gamma, d_beta)| {
-        let first = index * columns_per_part;
-        for row in 0..rows {
-            for (local, (d_g, d_b)) in d_gamma.iter_mut().zip(d_beta.iter_mut()).enumerate() {
-                let (j, i) = (first + local, row * d + first + local);
-                let dy = d_y(i, j);
-                *d_g += dy * tape.normalized[i];
+        let columns = index * columns_per_part..index * columns_per_part + d_gamma.len();
+        for (d_y, normalized) in d_y.chunks_exact(d).zip(tape.normalized.chunks_exact(d)) {
+            for (((d_g, d_b), &dy), &n) in d_gamma
+                .iter_mut()
+                .zip(d_beta.iter_mut())
+                .zip(&d_y[columns.clone()])
+                .zip(&normalized[columns.clone()])
+            {
+                *d_g += dy * n;
                 *d_b += dy;
             }
         }
@@ -158,6 +171,39 @@ pub(crate) fn layer_norm_backward(
         gamma: d_gamma,
         beta: d_beta,
     }
+}
+
+/// Lanes of the partial sums in [`lane_sum`] and [`lane_dot`]: independent accumulators the
+/// compiler keeps in vector registers, where one running sum is a chain of dependent additions.
+const LANES: usize = 16;
+
+/// `Σ values`, summed in [`LANES`] interleaved partial sums.
+fn lane_sum(values: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; LANES];
+    let chunks = values.chunks_exact(LANES);
+    let tail: f32 = chunks.remainder().iter().sum();
+    for chunk in chunks {
+        lanes.iter_mut().zip(chunk).for_each(|(l, &v)| *l += v);
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
+/// `Σ a·b`, summed in [`LANES`] interleaved partial sums.
+fn lane_dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; LANES];
+    let (a_chunks, b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f32 = a_chunks
+        .remainder()
+        .iter()
+        .zip(b_chunks.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in a_chunks.zip(b_chunks) {
+        for ((l, &x), &y) in lanes.iter_mut().zip(x).zip(y) {
+            *l += x * y;
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
 }
 
 /// `x̂ · gamma + beta`, the same expression in both directions, so that the backward pass finds
