@@ -144,6 +144,25 @@ pub(crate) fn for_each_part<P: Send>(parts: Vec<P>, job: &(dyn Fn(usize, &mut P)
     });
 }
 
+/// `job` over every part on the cores, as [`for_each_part`], each part taken by value; returns
+/// the parts' results in order.
+pub(crate) fn map_parts<P: Send, R: Send>(
+    parts: Vec<P>,
+    job: &(dyn Fn(usize, P) -> R + Sync),
+) -> Vec<R> {
+    let slots: Vec<(Option<P>, Option<R>)> = parts.into_iter().map(|p| (Some(p), None)).collect();
+    let mut slots = slots;
+    for_each_part(slots.iter_mut().collect(), &|index, slot| {
+        if let Some(part) = slot.0.take() {
+            slot.1 = Some(job(index, part));
+        }
+    });
+    slots
+        .into_iter()
+        .map(|(_, result)| result.expect("for_each_part runs every part"))
+        .collect()
+}
+
 /// Runs `job(0)`, …, `job(parts − 1)`, each exactly once, spread over the calling thread and the
 /// helpers, and returns when all have finished. A panic in any part is resumed on the caller after
 /// every part has finished.

@@ -65,6 +65,15 @@ pub(crate) enum Output {
     Accumulate,
 }
 
+/// Whether a product may split over the cores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Split {
+    /// Over the cores (rayon's pool) from [`MIN_MULTIPLY_ADDS_TO_SPLIT`] multiply-adds on.
+    WhenLarge,
+    /// On the calling thread: the caller runs several products at once, one per core.
+    Never,
+}
+
 /// Below this many multiply-adds a product runs on the calling thread: burn-flex's threshold, so
 /// a product splits over the cores exactly when burn's `matmul` would split it.
 const MIN_MULTIPLY_ADDS_TO_SPLIT: usize = 192 * 192 * 192;
@@ -73,7 +82,13 @@ const MIN_MULTIPLY_ADDS_TO_SPLIT: usize = 192 * 192 * 192;
 ///
 /// # Panics
 /// When the shapes do not chain or `out` is not `[a.rows, b.columns]` (a bug in the caller).
-pub(crate) fn matmul(a: MatrixRef<'_>, b: MatrixRef<'_>, out: &mut [f32], output: Output) {
+pub(crate) fn matmul(
+    a: MatrixRef<'_>,
+    b: MatrixRef<'_>,
+    out: &mut [f32],
+    output: Output,
+    split: Split,
+) {
     let (m, k, n) = (a.rows, a.columns, b.columns);
     assert_eq!(b.rows, k, "gemm::matmul: [{m}, {k}]·[{}, {n}]", b.rows);
     assert_eq!(out.len(), m * n, "gemm::matmul: output is not [{m}, {n}]");
@@ -86,7 +101,8 @@ pub(crate) fn matmul(a: MatrixRef<'_>, b: MatrixRef<'_>, out: &mut [f32], output
         }
         return;
     }
-    let parallelism = if m.saturating_mul(n).saturating_mul(k) >= MIN_MULTIPLY_ADDS_TO_SPLIT {
+    let large = m.saturating_mul(n).saturating_mul(k) >= MIN_MULTIPLY_ADDS_TO_SPLIT;
+    let parallelism = if split == Split::WhenLarge && large {
         gemm::Parallelism::Rayon(0)
     } else {
         gemm::Parallelism::None
@@ -179,10 +195,10 @@ mod tests {
                 };
                 let expected = naive(a, b);
                 let mut out = vec![f32::NAN; m * n];
-                matmul(a, b, &mut out, Output::Overwrite);
+                matmul(a, b, &mut out, Output::Overwrite, Split::WhenLarge);
                 let start = |i: usize| (i % 17) as f32 - 8.0;
                 let mut accumulated: Vec<f32> = (0..m * n).map(start).collect();
-                matmul(a, b, &mut accumulated, Output::Accumulate);
+                matmul(a, b, &mut accumulated, Output::Accumulate, Split::Never);
                 for (i, e) in expected.iter().enumerate() {
                     let tolerance = 1e-4 * (1.0 + e.abs());
                     let what = format!("[{m}, {k}, {n}] {transpose_a} {transpose_b} element {i}");
@@ -205,6 +221,7 @@ mod tests {
             MatrixRef::new(&[], 0, 3),
             &mut out,
             Output::Overwrite,
+            Split::WhenLarge,
         );
         assert_eq!(out, vec![0.0; 6]);
         let mut kept = vec![1.5; 6];
@@ -213,6 +230,7 @@ mod tests {
             MatrixRef::new(&[], 0, 3),
             &mut kept,
             Output::Accumulate,
+            Split::WhenLarge,
         );
         assert_eq!(kept, vec![1.5; 6]);
     }

@@ -21,7 +21,7 @@ use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Tensor, TensorData, s};
 
 use super::fork;
-use super::gemm::{self, MatrixRef, Output};
+use super::gemm::{self, MatrixRef, Output, Split};
 use super::host::{PackedMatrix, dense, lstm_cell};
 use super::lstm::{Lstm, LstmState};
 use crate::distribution::{into_host, to_host, with_host_values};
@@ -166,6 +166,7 @@ fn project_inputs(input: &[f32], rows: usize, w_ih: &[f32], bias: &[f32]) -> Vec
         MatrixRef::new(w_ih, bias.len(), d_in).t(),
         &mut projected,
         Output::Accumulate,
+        Split::WhenLarge,
     );
     projected
 }
@@ -516,14 +517,32 @@ impl Lstm {
             let d_z = MatrixRef::new(&d_gates, rows, 4 * h);
             let mut weight_ih = vec![0.0; 4 * h * d_in];
             let input = MatrixRef::new(&cache.input, rows, d_in);
-            gemm::matmul(d_z.t(), input, &mut weight_ih, Output::Overwrite);
+            gemm::matmul(
+                d_z.t(),
+                input,
+                &mut weight_ih,
+                Output::Overwrite,
+                Split::WhenLarge,
+            );
             let mut weight_hh = vec![0.0; 4 * h * h];
             let hidden_prev = MatrixRef::new(&cache.hidden_prev, rows, h);
-            gemm::matmul(d_z.t(), hidden_prev, &mut weight_hh, Output::Overwrite);
+            gemm::matmul(
+                d_z.t(),
+                hidden_prev,
+                &mut weight_hh,
+                Output::Overwrite,
+                Split::WhenLarge,
+            );
             let mut d_layer_input = vec![0.0; rows * d_in];
             with_host_values(layer.weight_ih.val().inner(), |w_ih| {
                 let w_ih = MatrixRef::new(w_ih, 4 * h, d_in);
-                gemm::matmul(d_z, w_ih, &mut d_layer_input, Output::Overwrite);
+                gemm::matmul(
+                    d_z,
+                    w_ih,
+                    &mut d_layer_input,
+                    Output::Overwrite,
+                    Split::WhenLarge,
+                );
             });
             let tensor = |values: Vec<f32>, shape: [usize; 2]| {
                 Tensor::<2>::from_data(TensorData::new(values, shape), &device)

@@ -5,7 +5,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::evaluate::{EvaluateInput, Evaluation};
-use super::host_mlp::{HostMlpTape, LinearGrads};
+use super::host_mlp::{LinearGrads, backward_all, forward_all};
 use super::network::{FactoredRecurrentActorCritic, LAYER_NORM_EPSILON};
 use crate::distribution::{into_host, to_host};
 use crate::error::Result;
@@ -130,11 +130,7 @@ impl FactoredRecurrentActorCritic {
         .require_grad();
         let host_heads = match &lstm_norm {
             LstmNormPass::Host { values, .. } => {
-                let (logits, tapes): (Vec<_>, Vec<_>) = self
-                    .heads
-                    .iter()
-                    .map(|head| HostMlpTape::forward(head, values, rows))
-                    .unzip();
+                let (logits, tapes) = forward_all(&self.heads, values, rows);
                 let logits: Vec<Tensor<2>> = logits
                     .into_iter()
                     .zip(self.space.heads())
@@ -158,9 +154,12 @@ impl FactoredRecurrentActorCritic {
         let mut grads = GradientsParams::from_module(&mut loss_grads, self);
         if let (Some((logits, tapes)), LstmNormPass::Host { values, .. }) = (host_heads, &lstm_norm)
         {
-            for ((head, tape), logits) in self.heads.iter().zip(&tapes).zip(&logits) {
-                let d_logits = host_grad(logits, &mut loss_grads);
-                let layer_grads = tape.backward(values, d_logits, &mut d_normalized);
+            let d_logits = logits
+                .iter()
+                .map(|logits| host_grad(logits, &mut loss_grads))
+                .collect();
+            let head_grads = backward_all(&tapes, values, d_logits, &mut d_normalized);
+            for (head, layer_grads) in self.heads.iter().zip(head_grads) {
                 for (linear, LinearGrads { weight, bias }) in head.layers.iter().zip(layer_grads) {
                     register(&mut grads, &linear.weight, weight, &device);
                     if let (Some(param), Some(grad)) = (&linear.bias, bias) {

@@ -6,13 +6,19 @@
 //! gradient per head that is then summed; with burn-flex's output copy (`nn::gemm`) that was the
 //! largest part of the 32 × 150 update after the LSTM (`docs/performance.md`, 2026-12-06). Here
 //! every layer is one `gemm` product into a buffer that starts as its bias, ReLU is applied in
-//! place, and every head's input gradient is added by its product into one shared buffer.
+//! place, and every head's input gradient is added by its product into one buffer per core.
+//!
+//! The heads are spread over the cores whole ([`forward_all`], [`backward_all`]), each product on
+//! one thread, rather than each product split over the cores: the passes between the products
+//! (bias, ReLU, its gradient mask, bias gradients) then run in parallel too, and no product waits
+//! for the slowest core at its end.
 
 use burn::nn::Linear;
 
 use super::network::Mlp;
 use crate::distribution::to_host;
-use crate::nn::gemm::{self, MatrixRef, Output};
+use crate::nn::fork;
+use crate::nn::gemm::{self, MatrixRef, Output, Split};
 
 /// One `Linear` layer's parameters as host values.
 #[derive(Debug, Clone)]
@@ -57,14 +63,14 @@ pub(crate) struct HostMlpTape {
 }
 
 impl HostMlpTape {
-    /// Runs `mlp` over `input` (ReLU between layers, none after the last) and returns its output
-    /// and what the backward pass needs. Agrees with [`Mlp::forward`] to float rounding.
+    /// Runs the layers over `input` (ReLU between layers, none after the last) on the calling
+    /// thread and returns the output and what the backward pass needs. Agrees with
+    /// [`Mlp::forward`] to float rounding.
     ///
     /// # Shapes
     /// - `input`: `[rows, d_input]`
     /// - output: `[rows, d_output]`
-    pub(crate) fn forward(mlp: &Mlp, input: &[f32], rows: usize) -> (Vec<f32>, Self) {
-        let layers: Vec<HostLinear> = mlp.layers.iter().map(HostLinear::of).collect();
+    fn forward(layers: Vec<HostLinear>, input: &[f32], rows: usize) -> (Vec<f32>, Self) {
         let mut hidden: Vec<Vec<f32>> = Vec::with_capacity(layers.len().saturating_sub(1));
         let mut output = Vec::new();
         for (index, layer) in layers.iter().enumerate() {
@@ -82,6 +88,7 @@ impl HostMlpTape {
                 MatrixRef::new(&layer.weight, layer.d_input, layer.d_output),
                 &mut result,
                 Output::Accumulate,
+                Split::Never,
             );
             if index + 1 < layers.len() {
                 result.iter_mut().for_each(|v| *v = v.max(0.0));
@@ -105,7 +112,7 @@ impl HostMlpTape {
     /// - `input`: `[rows, d_input]`, the input of [`forward`](Self::forward)
     /// - `d_output`: `[rows, d_output]`
     /// - `d_input`: `[rows, d_input]`, added to
-    pub(crate) fn backward(
+    fn backward(
         &self,
         input: &[f32],
         mut d_output: Vec<f32>,
@@ -126,6 +133,7 @@ impl HostMlpTape {
                 d_layer_output,
                 &mut weight,
                 Output::Overwrite,
+                Split::Never,
             );
             let bias = layer
                 .bias
@@ -133,10 +141,22 @@ impl HostMlpTape {
                 .map(|_| gemm::column_sums(&d_output, layer.d_output));
             let weight_t = MatrixRef::new(&layer.weight, layer.d_input, layer.d_output).t();
             if index == 0 {
-                gemm::matmul(d_layer_output, weight_t, d_input, Output::Accumulate);
+                gemm::matmul(
+                    d_layer_output,
+                    weight_t,
+                    d_input,
+                    Output::Accumulate,
+                    Split::Never,
+                );
             } else {
                 let mut d_hidden = vec![0.0; rows * layer.d_input];
-                gemm::matmul(d_layer_output, weight_t, &mut d_hidden, Output::Overwrite);
+                gemm::matmul(
+                    d_layer_output,
+                    weight_t,
+                    &mut d_hidden,
+                    Output::Overwrite,
+                    Split::Never,
+                );
                 // ReLU passes the gradient where its output was positive. A select, not a
                 // branch: the signs are as good as random, and a mispredicted branch per element
                 // was 12 % of the heads' backward pass.
@@ -149,5 +169,166 @@ impl HostMlpTape {
         }
         grads.reverse();
         grads
+    }
+}
+
+/// Each of `mlps` over the same `input` (as [`Mlp::forward`], to float rounding), the MLPs spread
+/// over the cores; returns every MLP's output and the tapes for [`backward_all`].
+///
+/// # Shapes
+/// - `input`: `[rows, d_input]`, every MLP's input width
+/// - output: per MLP `[rows, d_output]`
+pub(crate) fn forward_all(
+    mlps: &[Mlp],
+    input: &[f32],
+    rows: usize,
+) -> (Vec<Vec<f32>>, Vec<HostMlpTape>) {
+    let layers: Vec<Vec<HostLinear>> = mlps
+        .iter()
+        .map(|mlp| mlp.layers.iter().map(HostLinear::of).collect())
+        .collect();
+    let groups = spread_over_cores(&layers);
+    let mut layers: Vec<Option<Vec<HostLinear>>> = layers.into_iter().map(Some).collect();
+    let parts: Vec<Vec<(usize, Vec<HostLinear>)>> = groups
+        .iter()
+        .map(|group| {
+            group
+                .iter()
+                .filter_map(|&m| layers[m].take().map(|layers| (m, layers)))
+                .collect()
+        })
+        .collect();
+    let mut results: Vec<Option<(Vec<f32>, HostMlpTape)>> = (0..mlps.len()).map(|_| None).collect();
+    for part in fork::map_parts(parts, &|_, mlps| {
+        mlps.into_iter()
+            .map(|(m, layers)| (m, HostMlpTape::forward(layers, input, rows)))
+            .collect::<Vec<_>>()
+    }) {
+        for (m, result) in part {
+            results[m] = Some(result);
+        }
+    }
+    results
+        .into_iter()
+        .map(|result| result.expect("every MLP ran in one part"))
+        .unzip()
+}
+
+/// Backpropagates every MLP's `d_output` through its tape, the MLPs spread over the cores as in
+/// [`forward_all`]: returns each MLP's layer gradients (first layer first) and adds the gradient
+/// of the shared input to `d_input`.
+///
+/// # Shapes
+/// - `input`: `[rows, d_input]`, the input of [`forward_all`]
+/// - `d_outputs`: per MLP `[rows, d_output]`
+/// - `d_input`: `[rows, d_input]`, added to
+pub(crate) fn backward_all(
+    tapes: &[HostMlpTape],
+    input: &[f32],
+    d_outputs: Vec<Vec<f32>>,
+    d_input: &mut [f32],
+) -> Vec<Vec<LinearGrads>> {
+    let layers: Vec<&[HostLinear]> = tapes.iter().map(|tape| &tape.layers[..]).collect();
+    let groups = spread_over_cores(&layers);
+    // The first part adds into `d_input`, every other part into a buffer of its own, added after.
+    let mut extra: Vec<Vec<f32>> = (1..groups.len())
+        .map(|_| vec![0.0; d_input.len()])
+        .collect();
+    let mut d_outputs: Vec<Option<Vec<f32>>> = d_outputs.into_iter().map(Some).collect();
+    struct Part<'a> {
+        /// Each MLP's index and the gradient of its output.
+        mlps: Vec<(usize, Vec<f32>)>,
+        d_input: &'a mut [f32],
+    }
+    let parts: Vec<Part<'_>> = groups
+        .iter()
+        .zip(std::iter::once(&mut *d_input).chain(extra.iter_mut().map(Vec::as_mut_slice)))
+        .map(|(group, d_input)| Part {
+            mlps: group
+                .iter()
+                .filter_map(|&m| d_outputs[m].take().map(|d| (m, d)))
+                .collect(),
+            d_input,
+        })
+        .collect();
+    let mut grads: Vec<Option<Vec<LinearGrads>>> = (0..tapes.len()).map(|_| None).collect();
+    for part in fork::map_parts(parts, &|_, part: Part<'_>| {
+        let d_input = part.d_input;
+        part.mlps
+            .into_iter()
+            .map(|(m, d_output)| (m, tapes[m].backward(input, d_output, d_input)))
+            .collect::<Vec<_>>()
+    }) {
+        for (m, mlp_grads) in part {
+            grads[m] = Some(mlp_grads);
+        }
+    }
+    for buffer in &extra {
+        d_input.iter_mut().zip(buffer).for_each(|(d, e)| *d += e);
+    }
+    grads
+        .into_iter()
+        .map(|g| g.expect("every MLP ran in one part"))
+        .collect()
+}
+
+/// Indices of `mlps` in one group per core (fewer when there are fewer MLPs), with about the same
+/// multiply-adds per group: the costliest MLP first, each onto the group with the fewest so far.
+fn spread_over_cores<L: AsRef<[HostLinear]>>(mlps: &[L]) -> Vec<Vec<usize>> {
+    let cost = |layers: &L| -> usize {
+        layers
+            .as_ref()
+            .iter()
+            .map(|layer| layer.d_input * layer.d_output)
+            .sum()
+    };
+    let mut order: Vec<usize> = (0..mlps.len()).collect();
+    order.sort_by_key(|&m| std::cmp::Reverse(cost(&mlps[m])));
+    let mut groups: Vec<(usize, Vec<usize>)> =
+        vec![(0, Vec::new()); fork::threads().min(mlps.len()).max(1)];
+    for m in order {
+        let lightest = groups
+            .iter_mut()
+            .min_by_key(|(load, _)| *load)
+            .expect("at least one group");
+        lightest.0 += cost(&mlps[m]);
+        lightest.1.push(m);
+    }
+    groups.into_iter().map(|(_, group)| group).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layers(shapes: &[(usize, usize)]) -> Vec<HostLinear> {
+        shapes
+            .iter()
+            .map(|&(d_input, d_output)| HostLinear {
+                weight: vec![0.0; d_input * d_output],
+                bias: None,
+                d_input,
+                d_output,
+            })
+            .collect()
+    }
+
+    /// The reference heads (7 of `512 → 256 → n`, the blueprint `512 → 512 → 256 → 13`): every
+    /// head in exactly one group, and on two cores the blueprint with two heads against five.
+    #[test]
+    fn heads_are_spread_whole_and_evenly() {
+        let mut heads: Vec<Vec<HostLinear>> = (0..7)
+            .map(|h| layers(&[(512, 256), (256, 3 + h)]))
+            .collect();
+        heads.insert(4, layers(&[(512, 512), (512, 256), (256, 13)]));
+        let groups = spread_over_cores(&heads);
+        assert_eq!(groups.len(), fork::threads().min(heads.len()));
+        let mut seen: Vec<usize> = groups.concat();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..heads.len()).collect::<Vec<_>>());
+        if groups.len() == 2 {
+            let with_blueprint = groups.iter().find(|g| g.contains(&4)).expect("blueprint");
+            assert_eq!(with_blueprint.len(), 3, "{groups:?}");
+        }
     }
 }
