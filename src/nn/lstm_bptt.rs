@@ -515,24 +515,15 @@ impl Lstm {
             }
             let d_in = cache.input.len() / rows;
             let d_z = MatrixRef::new(&d_gates, rows, 4 * h);
-            let mut weight_ih = vec![0.0; 4 * h * d_in];
-            let input = MatrixRef::new(&cache.input, rows, d_in);
-            gemm::matmul(
-                d_z.t(),
-                input,
-                &mut weight_ih,
-                Output::Overwrite,
-                Split::WhenLarge,
-            );
-            let mut weight_hh = vec![0.0; 4 * h * h];
-            let hidden_prev = MatrixRef::new(&cache.hidden_prev, rows, h);
-            gemm::matmul(
-                d_z.t(),
-                hidden_prev,
-                &mut weight_hh,
-                Output::Overwrite,
-                Split::WhenLarge,
-            );
+            // `dZᵀ·of` over all steps: `[4H, width]`.
+            let weight_grad = |of: &[f32], width: usize| {
+                let mut grad = vec![0.0; 4 * h * width];
+                let of = MatrixRef::new(of, rows, width);
+                gemm::matmul(d_z.t(), of, &mut grad, Output::Overwrite, Split::WhenLarge);
+                grad
+            };
+            let weight_ih = weight_grad(&cache.input, d_in);
+            let weight_hh = weight_grad(&cache.hidden_prev, h);
             let mut d_layer_input = vec![0.0; rows * d_in];
             with_host_values(layer.weight_ih.val().inner(), |w_ih| {
                 let w_ih = MatrixRef::new(w_ih, 4 * h, d_in);
