@@ -19,6 +19,7 @@ use super::network::Mlp;
 use crate::distribution::to_host;
 use crate::nn::fork;
 use crate::nn::gemm::{self, MatrixRef, Output, Split};
+use crate::nn::host::relu;
 
 /// One `Linear` layer's parameters as host values.
 #[derive(Debug, Clone)]
@@ -91,7 +92,7 @@ impl HostMlpTape {
                 Split::Never,
             );
             if index + 1 < layers.len() {
-                result.iter_mut().for_each(|v| *v = v.max(0.0));
+                relu(&mut result);
                 hidden.push(result);
             } else {
                 output = result;
