@@ -150,8 +150,8 @@ pub(crate) fn map_parts<P: Send, R: Send>(
     parts: Vec<P>,
     job: &(dyn Fn(usize, P) -> R + Sync),
 ) -> Vec<R> {
-    let slots: Vec<(Option<P>, Option<R>)> = parts.into_iter().map(|p| (Some(p), None)).collect();
-    let mut slots = slots;
+    let mut slots: Vec<(Option<P>, Option<R>)> =
+        parts.into_iter().map(|p| (Some(p), None)).collect();
     for_each_part(slots.iter_mut().collect(), &|index, slot| {
         if let Some(part) = slot.0.take() {
             slot.1 = Some(job(index, part));

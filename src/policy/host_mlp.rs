@@ -189,30 +189,12 @@ pub(crate) fn forward_all(
         .map(|mlp| mlp.layers.iter().map(HostLinear::of).collect())
         .collect();
     let groups = spread_over_cores(&layers);
-    let mut layers: Vec<Option<Vec<HostLinear>>> = layers.into_iter().map(Some).collect();
-    let parts: Vec<Vec<(usize, Vec<HostLinear>)>> = groups
-        .iter()
-        .map(|group| {
-            group
-                .iter()
-                .filter_map(|&m| layers[m].take().map(|layers| (m, layers)))
-                .collect()
-        })
-        .collect();
-    let mut results: Vec<Option<(Vec<f32>, HostMlpTape)>> = (0..mlps.len()).map(|_| None).collect();
-    for part in fork::map_parts(parts, &|_, mlps| {
-        mlps.into_iter()
-            .map(|(m, layers)| (m, HostMlpTape::forward(layers, input, rows)))
-            .collect::<Vec<_>>()
-    }) {
-        for (m, result) in part {
-            results[m] = Some(result);
-        }
-    }
-    results
-        .into_iter()
-        .map(|result| result.expect("every MLP ran in one part"))
-        .unzip()
+    let no_state = (0..groups.len()).map(|_| ()).collect();
+    map_grouped(&groups, layers, no_state, &|_, _, layers| {
+        HostMlpTape::forward(layers, input, rows)
+    })
+    .into_iter()
+    .unzip()
 }
 
 /// Backpropagates every MLP's `d_output` through its tape, the MLPs spread over the cores as in
@@ -231,45 +213,59 @@ pub(crate) fn backward_all(
 ) -> Vec<Vec<LinearGrads>> {
     let layers: Vec<&[HostLinear]> = tapes.iter().map(|tape| &tape.layers[..]).collect();
     let groups = spread_over_cores(&layers);
-    // The first part adds into `d_input`, every other part into a buffer of its own, added after.
+    // The first group adds into `d_input`, every other group into a buffer of its own, added after.
     let mut extra: Vec<Vec<f32>> = (1..groups.len())
         .map(|_| vec![0.0; d_input.len()])
         .collect();
-    let mut d_outputs: Vec<Option<Vec<f32>>> = d_outputs.into_iter().map(Some).collect();
-    struct Part<'a> {
-        /// Each MLP's index and the gradient of its output.
-        mlps: Vec<(usize, Vec<f32>)>,
-        d_input: &'a mut [f32],
-    }
-    let parts: Vec<Part<'_>> = groups
-        .iter()
-        .zip(std::iter::once(&mut *d_input).chain(extra.iter_mut().map(Vec::as_mut_slice)))
-        .map(|(group, d_input)| Part {
-            mlps: group
-                .iter()
-                .filter_map(|&m| d_outputs[m].take().map(|d| (m, d)))
-                .collect(),
-            d_input,
-        })
+    let d_inputs: Vec<&mut [f32]> = std::iter::once(&mut *d_input)
+        .chain(extra.iter_mut().map(Vec::as_mut_slice))
         .collect();
-    let mut grads: Vec<Option<Vec<LinearGrads>>> = (0..tapes.len()).map(|_| None).collect();
-    for part in fork::map_parts(parts, &|_, part: Part<'_>| {
-        let d_input = part.d_input;
-        part.mlps
-            .into_iter()
-            .map(|(m, d_output)| (m, tapes[m].backward(input, d_output, d_input)))
-            .collect::<Vec<_>>()
-    }) {
-        for (m, mlp_grads) in part {
-            grads[m] = Some(mlp_grads);
-        }
-    }
+    let grads = map_grouped(&groups, d_outputs, d_inputs, &|d_input, m, d_output| {
+        tapes[m].backward(input, d_output, d_input)
+    });
     for buffer in &extra {
         d_input.iter_mut().zip(buffer).for_each(|(d, e)| *d += e);
     }
     grads
+}
+
+/// `job(state, index, item)` for every one of `items`, each group of indices on one core with that
+/// group's `state`; returns the results in the order of `items`.
+///
+/// # Panics
+/// When an item is in no group (a bug in the caller).
+fn map_grouped<T: Send, S: Send, R: Send>(
+    groups: &[Vec<usize>],
+    items: Vec<T>,
+    states: Vec<S>,
+    job: &(dyn Fn(&mut S, usize, T) -> R + Sync),
+) -> Vec<R> {
+    let mut items: Vec<Option<T>> = items.into_iter().map(Some).collect();
+    let parts: Vec<(S, Vec<(usize, T)>)> = groups
+        .iter()
+        .zip(states)
+        .map(|(group, state)| {
+            let members = group
+                .iter()
+                .filter_map(|&m| items[m].take().map(|item| (m, item)))
+                .collect();
+            (state, members)
+        })
+        .collect();
+    let mut results: Vec<Option<R>> = (0..items.len()).map(|_| None).collect();
+    for part in fork::map_parts(parts, &|_, (mut state, members)| {
+        members
+            .into_iter()
+            .map(|(m, item)| (m, job(&mut state, m, item)))
+            .collect::<Vec<_>>()
+    }) {
+        for (m, result) in part {
+            results[m] = Some(result);
+        }
+    }
+    results
         .into_iter()
-        .map(|g| g.expect("every MLP ran in one part"))
+        .map(|result| result.expect("every item is in one group"))
         .collect()
 }
 
