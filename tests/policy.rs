@@ -541,13 +541,16 @@ fn assert_fast_gradients_match_autodiff(
 ) {
     use factored_rl::burn::optim::GradientsParams;
     let device = default_device().autodiff();
-    let net = config.init(&device).unwrap().train();
+    let net = config.clone().init(&device).unwrap().train();
     let space = net.space().clone();
     let (batch, time) = (3, 5);
     let rows = batch * time;
     let mut rng = StdRng::seed_from_u64(2);
     let obs = observations(&mut rng, rows, 10);
-    let cat = categorical(rows);
+    let cat = match config.categorical {
+        Some(_) => categorical(rows),
+        None => Vec::new(),
+    };
     let masks = masks(&space, rows);
     let starts: Vec<bool> = (0..rows).map(|r| r % time == 0 || r == 7).collect();
     let mut actions: Vec<Vec<usize>> = space
@@ -671,6 +674,15 @@ fn sparse_masks(space: &ActionSpace, rows: usize) -> Vec<Vec<bool>> {
 #[test]
 fn fast_gradients_equal_autodiff_gradients() {
     assert_fast_gradients_match_autodiff(small_config().with_num_lstm_layers(2), all_allowed);
+}
+
+/// The same without categorical inputs (no embedding table, the observations alone feed the
+/// feature layer).
+#[test]
+fn fast_gradients_equal_autodiff_gradients_without_categorical_inputs() {
+    let mut config = small_config();
+    config.categorical = None;
+    assert_fast_gradients_match_autodiff(config, all_allowed);
 }
 
 /// The same in every value mode, with masked actions and op-conditioned rules in force, and with

@@ -75,9 +75,9 @@ pub(crate) fn layer_norm_forward(
             for (((y, n), &g), &b) in output.iter_mut().zip(normalized).zip(gamma).zip(beta) {
                 *n *= *inv;
                 *y = affine(*n, g, b);
-                if relu {
-                    *y = y.max(0.0);
-                }
+            }
+            if relu {
+                output.iter_mut().for_each(|y| *y = y.max(0.0));
             }
         }
     });
@@ -125,15 +125,18 @@ pub(crate) fn layer_norm_backward(
             .zip(d_output[first * d..].chunks_exact(d))
             .zip(&tape.inverse_std[first..])
         {
-            for ((((dy, &out), &n), &g), &b) in d_y
-                .iter_mut()
-                .zip(d_out)
-                .zip(normalized)
-                .zip(gamma)
-                .zip(beta)
-            {
-                let passed = !tape.relu || affine(n, g, b) > 0.0;
-                *dy = if passed { out } else { 0.0 };
+            if tape.relu {
+                for ((((dy, &out), &n), &g), &b) in d_y
+                    .iter_mut()
+                    .zip(d_out)
+                    .zip(normalized)
+                    .zip(gamma)
+                    .zip(beta)
+                {
+                    *dy = if affine(n, g, b) > 0.0 { out } else { 0.0 };
+                }
+            } else {
+                d_y.copy_from_slice(d_out);
             }
             for ((g_value, &dy), &g) in d_x.iter_mut().zip(&*d_y).zip(gamma) {
                 *g_value = dy * g;

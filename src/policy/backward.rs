@@ -5,6 +5,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::evaluate::{EvaluateInput, Evaluation};
+use super::host_features::HostFeatureTape;
 use super::host_mlp::{LinearGrads, backward_all, forward_all};
 use super::network::{FactoredRecurrentActorCritic, LAYER_NORM_EPSILON};
 use crate::distribution::{into_host, to_host};
@@ -78,30 +79,28 @@ impl FactoredRecurrentActorCritic {
         let (batch, time) = (sequences.batch, sequences.time);
         let rows = batch * time;
         let (d_feature, d_hidden) = (self.config.d_feature, self.config.d_hidden);
-        let inputs = self.sequence_inputs(sequences, &initial_state)?;
+        self.check_sequences(sequences, &initial_state)?;
         let starts = self.episode_start_tensor(sequences);
         let device = self.device();
         let plain = device.clone().without_autodiff();
         let on_host = placement == Placement::Host;
 
-        // The graph is differentiated in pieces, each seeded with the gradient of its output:
-        // burn's autodiff from the inputs to the feature layer's output (on the host; to the
-        // features the LSTM reads otherwise), the feature LayerNorm and the LSTM by hand, the
-        // LSTM's LayerNorm by hand on the host (by autodiff otherwise), the policy heads by hand on
-        // the host, and the loss by autodiff from the normalized LSTM output and the heads'
-        // logits, which re-enter as leaves.
-        let pre_norm = self.feature.forward(inputs);
-        let (features, feature_norm_tape) = if on_host {
-            let (values, tape) = host_layer_norm(
-                &self.feature_norm,
-                into_host(pre_norm.clone().inner()),
-                true,
-            );
+        // The graph is differentiated in pieces, each seeded with the gradient of its output: the
+        // feature layer and its LayerNorm by hand on the host (by burn's autodiff from the inputs
+        // to the features the LSTM reads otherwise), the LSTM by hand, the LSTM's LayerNorm by
+        // hand on the host (by autodiff otherwise), the policy heads by hand on the host, and the
+        // loss by autodiff from the normalized LSTM output and the heads' logits, which re-enter
+        // as leaves.
+        let (features, feature_pass) = if on_host {
+            let (pre_norm, layer) = self.feature_forward(sequences)?;
+            let (values, norm) = host_layer_norm(&self.feature_norm, pre_norm, true);
             let features =
                 Tensor::<2>::from_data(TensorData::new(values, [rows, d_feature]), &plain);
-            (features, Some(tape))
+            (features, FeaturePass::Host { layer, norm })
         } else {
-            (relu(self.feature_norm.forward(pre_norm.clone())), None)
+            let inputs = self.encode_inputs(sequences.observations, sequences.categorical, rows)?;
+            let features = relu(self.feature_norm.forward(self.feature.forward(inputs)));
+            (features.clone(), FeaturePass::Device { features })
         };
         let (lstm_out, state, tape) = self.lstm.forward_for_backward_on(
             placement,
@@ -224,26 +223,52 @@ impl FactoredRecurrentActorCritic {
             }
         }
         let d_features = lstm_grads.input.reshape([rows, d_feature]);
-        let seed = match feature_norm_tape {
-            Some(tape) => {
+        match feature_pass {
+            FeaturePass::Host { layer, norm } => {
                 let d_pre_norm = host_layer_norm_backward(
                     &mut grads,
                     &self.feature_norm,
-                    &tape,
+                    &norm,
                     &into_host(d_features),
                     &device,
                 );
-                let d_pre_norm =
-                    Tensor::<2>::from_data(TensorData::new(d_pre_norm, [rows, d_feature]), &plain);
-                (pre_norm * d_pre_norm).sum()
+                let layer_grads = self.feature_backward(&layer, &d_pre_norm);
+                register(
+                    &mut grads,
+                    &self.feature.weight,
+                    layer_grads.weight,
+                    &device,
+                );
+                if let (Some(param), Some(grad)) = (&self.feature.bias, layer_grads.bias) {
+                    register(&mut grads, param, grad, &device);
+                }
+                if let (Some(embedding), Some(grad)) = (&self.embedding, layer_grads.embedding) {
+                    register(&mut grads, &embedding.weight, grad, &device);
+                }
             }
-            None => (features * d_features).sum(),
-        };
-        let mut before_lstm = seed.backward();
-        let before_lstm = GradientsParams::from_module(&mut before_lstm, self);
-        accumulate_grads(self, &mut grads, before_lstm);
+            FeaturePass::Device { features } => {
+                let mut before_lstm = (features * d_features).sum().backward();
+                let before_lstm = GradientsParams::from_module(&mut before_lstm, self);
+                accumulate_grads(self, &mut grads, before_lstm);
+            }
+        }
         Ok((grads, output))
     }
+}
+
+/// The feature layer and its LayerNorm in [`evaluate_with_gradients_on`]: host passes, or burn's
+/// autodiff from the inputs.
+///
+/// [`evaluate_with_gradients_on`]: FactoredRecurrentActorCritic::evaluate_with_gradients_on
+enum FeaturePass {
+    Host {
+        layer: HostFeatureTape,
+        norm: LayerNormTape,
+    },
+    Device {
+        /// The LSTM's input, `[rows, d_feature]`, differentiable.
+        features: Tensor<2>,
+    },
 }
 
 /// The LSTM's LayerNorm in [`evaluate_with_gradients_on`]: host loops, or burn's autodiff from the

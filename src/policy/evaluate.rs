@@ -225,8 +225,23 @@ impl FactoredRecurrentActorCritic {
         sequences: &Sequences<'_>,
         initial_state: &LstmState,
     ) -> Result<Tensor<2>> {
+        self.check_sequences(sequences, initial_state)?;
         let rows = sequences.batch * sequences.time;
+        self.encode_inputs(sequences.observations, sequences.categorical, rows)
+    }
+
+    /// Checks `initial_state` and the episode starts against the sequences' shape (the
+    /// observations are checked where they are encoded).
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] naming the state tensor or `episode_starts`.
+    pub(crate) fn check_sequences(
+        &self,
+        sequences: &Sequences<'_>,
+        initial_state: &LstmState,
+    ) -> Result<()> {
         self.check_state(initial_state, sequences.batch)?;
+        let rows = sequences.batch * sequences.time;
         if sequences.episode_starts.len() != rows {
             return Err(Error::ShapeMismatch {
                 name: "episode_starts".into(),
@@ -234,7 +249,7 @@ impl FactoredRecurrentActorCritic {
                 found: vec![sequences.episode_starts.len()],
             });
         }
-        self.encode_inputs(sequences.observations, sequences.categorical, rows)
+        Ok(())
     }
 
     /// `[batch, time]` episode starts as 0.0 / 1.0.

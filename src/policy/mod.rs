@@ -10,6 +10,7 @@ mod checkpoint;
 mod config;
 mod evaluate;
 mod host_actor;
+mod host_features;
 mod host_mlp;
 mod network;
 
