@@ -144,6 +144,28 @@ struct CellPart<'a> {
     gates: &'a mut [f32],
     tanh_cell: &'a mut [f32],
     output: &'a mut [f32],
+    hidden_prev: &'a mut [f32],
+    cell_prev: &'a mut [f32],
+}
+
+/// Begins a step of one row: zeroes its state where an episode starts, then keeps the state the
+/// step reads (`h_{t−1}`, `c_{t−1}`) for the backward pass.
+///
+/// # Shapes
+/// - every slice: `H`
+fn begin_step(
+    reset: bool,
+    hidden: &mut [f32],
+    cell: &mut [f32],
+    hidden_prev: &mut [f32],
+    cell_prev: &mut [f32],
+) {
+    if reset {
+        hidden.fill(0.0);
+        cell.fill(0.0);
+    }
+    hidden_prev.copy_from_slice(hidden);
+    cell_prev.copy_from_slice(cell);
 }
 
 /// One part's rows of the backward step's buffers.
@@ -327,78 +349,103 @@ impl Lstm {
         let mut final_cell = Vec::with_capacity(self.layers.len() * batch * h);
         for (k, layer) in self.layers.iter().enumerate() {
             let bias = to_host(&(layer.bias_ih.val().inner() + layer.bias_hh.val().inner()));
-            let projected = with_host_values(layer.weight_ih.val().inner(), |w_ih| {
+            // The projection becomes the gates in place: each step adds `h·W_hhᵀ` to its rows
+            // and activates them, so no second `[rows, 4H]` buffer is written.
+            let mut gates = with_host_values(layer.weight_ih.val().inner(), |w_ih| {
                 project_inputs(&layer_input, rows, w_ih, &bias)
             });
-            let projected_row = |row: usize| &projected[row * 4 * h..(row + 1) * 4 * h];
             // `h·W_hhᵀ` takes `W_hhᵀ` as `[H, 4H]`.
             let recurrent_weight = with_host_values(layer.weight_hh.val().inner(), |w_hh| {
                 PackedMatrix::pack_transposed(w_hh, h, 4 * h)
             });
             let mut hidden = initial_hidden[k * batch * h..(k + 1) * batch * h].to_vec();
             let mut cell = initial_cell[k * batch * h..(k + 1) * batch * h].to_vec();
-            let mut cache = HostLayerCache {
-                input: layer_input,
-                hidden_prev: vec![0.0; rows * h],
-                gates: vec![0.0; rows * 4 * h],
-                cell_prev: vec![0.0; rows * h],
-                tanh_cell: vec![0.0; rows * h],
-            };
+            let mut hidden_prev = vec![0.0; rows * h];
+            let mut cell_prev = vec![0.0; rows * h];
+            let mut tanh_cell = vec![0.0; rows * h];
             let mut output = vec![0.0; rows * h];
             let mut recurrent = vec![0.0; batch * 4 * h];
+            // The first step begins here; every later one at the end of the step before it.
+            for b in (0..batch).filter(|_| time > 0) {
+                let (state, row) = (b * h..(b + 1) * h, b * time);
+                begin_step(
+                    resets[row],
+                    &mut hidden[state.clone()],
+                    &mut cell[state],
+                    &mut hidden_prev[row * h..(row + 1) * h],
+                    &mut cell_prev[row * h..(row + 1) * h],
+                );
+            }
             let sequences = sequences_per_part(batch);
             for t in 0..time {
-                for b in 0..batch {
-                    let row = b * time + t;
-                    if resets[row] {
-                        hidden[b * h..(b + 1) * h].fill(0.0);
-                        cell[b * h..(b + 1) * h].fill(0.0);
-                    }
-                    cache.hidden_prev[row * h..(row + 1) * h]
-                        .copy_from_slice(&hidden[b * h..(b + 1) * h]);
-                    cache.cell_prev[row * h..(row + 1) * h]
-                        .copy_from_slice(&cell[b * h..(b + 1) * h]);
-                }
                 dense(&hidden, batch, &recurrent_weight, &[], &mut recurrent);
                 // Each part owns whole sequences: its rows of the state and of every per-row
                 // buffer (rows are batch-major, so a run of sequences is one contiguous range).
+                // A part also begins its rows' next step (reset, `h_{t−1}` and `c_{t−1}` kept), so
+                // that no pass over the rows runs on one core between the steps.
                 let parts: Vec<CellPart<'_>> = hidden
                     .chunks_mut(sequences * h)
                     .zip(cell.chunks_mut(sequences * h))
-                    .zip(cache.gates.chunks_mut(sequences * time * 4 * h))
-                    .zip(cache.tanh_cell.chunks_mut(sequences * time * h))
+                    .zip(gates.chunks_mut(sequences * time * 4 * h))
+                    .zip(tanh_cell.chunks_mut(sequences * time * h))
                     .zip(output.chunks_mut(sequences * time * h))
-                    .map(|((((hidden, cell), gates), tanh_cell), output)| CellPart {
-                        hidden,
-                        cell,
-                        gates,
-                        tanh_cell,
-                        output,
-                    })
+                    .zip(hidden_prev.chunks_mut(sequences * time * h))
+                    .zip(cell_prev.chunks_mut(sequences * time * h))
+                    .map(
+                        |(
+                            (((((hidden, cell), gates), tanh_cell), output), hidden_prev),
+                            cell_prev,
+                        )| {
+                            CellPart {
+                                hidden,
+                                cell,
+                                gates,
+                                tanh_cell,
+                                output,
+                                hidden_prev,
+                                cell_prev,
+                            }
+                        },
+                    )
                     .collect();
                 fork::for_each_part(parts, &|index, part| {
                     let first = index * sequences;
                     for local in 0..part.hidden.len() / h {
                         let (b, at) = (first + local, local * time + t);
                         let gates = &mut part.gates[at * 4 * h..(at + 1) * 4 * h];
-                        for ((z, &a), &r) in gates
-                            .iter_mut()
-                            .zip(projected_row(b * time + t))
-                            .zip(&recurrent[b * 4 * h..(b + 1) * 4 * h])
+                        for (z, &r) in gates.iter_mut().zip(&recurrent[b * 4 * h..(b + 1) * 4 * h])
                         {
-                            *z = a + r;
+                            *z += r;
                         }
-                        let hidden = &mut part.hidden[local * h..(local + 1) * h];
+                        let state = local * h..(local + 1) * h;
                         lstm_cell(
                             gates,
-                            &mut part.cell[local * h..(local + 1) * h],
+                            &mut part.cell[state.clone()],
                             &mut part.tanh_cell[at * h..(at + 1) * h],
-                            hidden,
+                            &mut part.hidden[state.clone()],
                         );
-                        part.output[at * h..(at + 1) * h].copy_from_slice(hidden);
+                        part.output[at * h..(at + 1) * h]
+                            .copy_from_slice(&part.hidden[state.clone()]);
+                        if t + 1 < time {
+                            let next = at + 1;
+                            begin_step(
+                                resets[b * time + t + 1],
+                                &mut part.hidden[state.clone()],
+                                &mut part.cell[state],
+                                &mut part.hidden_prev[next * h..(next + 1) * h],
+                                &mut part.cell_prev[next * h..(next + 1) * h],
+                            );
+                        }
                     }
                 });
             }
+            let cache = HostLayerCache {
+                input: layer_input,
+                hidden_prev,
+                gates,
+                cell_prev,
+                tanh_cell,
+            };
             layers.push(cache);
             final_hidden.extend_from_slice(&hidden);
             final_cell.extend_from_slice(&cell);
