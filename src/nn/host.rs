@@ -690,6 +690,13 @@ pub fn tanh(x: f32) -> f32 {
 /// [`sigmoid`] of every value, in place.
 pub fn sigmoid_in_place(values: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU supports AVX-512F, the only requirement.
+        let rest = unsafe { avx512::sigmoid_lanes(values) };
+        rest.iter_mut().for_each(|v| *v = sigmoid(*v));
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
         // SAFETY: the CPU supports AVX2 and FMA, the only requirement.
         let rest = unsafe { avx2::sigmoid_lanes(values) };
@@ -701,6 +708,13 @@ pub fn sigmoid_in_place(values: &mut [f32]) {
 
 /// [`tanh`] of every value, in place.
 pub fn tanh_in_place(values: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU supports AVX-512F, the only requirement.
+        let rest = unsafe { avx512::tanh_lanes(values) };
+        rest.iter_mut().for_each(|v| *v = tanh(*v));
+        return;
+    }
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
         // SAFETY: the CPU supports AVX2 and FMA, the only requirement.
@@ -804,6 +818,109 @@ mod avx2 {
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn tanh_lanes(values: &mut [f32]) -> &mut [f32] {
         lanes(values, |x| tanh8(x))
+    }
+}
+
+/// The AVX2 activations on 16 lanes: the same fused operations in the same order, so the bits
+/// equal the scalar ones (tested), at half the instructions per value.
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use super::{EXP_LIMIT, EXP_POLY, LN2_HIGH, LN2_LOW, LOG2_E, TANH_POLY, TANH_SMALL};
+
+    /// Rounding toward −∞ without raising exceptions: `floor`.
+    const FLOOR: i32 = _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC;
+
+    /// [`super::exp_scalar`] on 16 lanes.
+    #[target_feature(enable = "avx512f")]
+    fn exp16(x: __m512) -> __m512 {
+        let x = _mm512_min_ps(
+            _mm512_max_ps(x, _mm512_set1_ps(-EXP_LIMIT)),
+            _mm512_set1_ps(EXP_LIMIT),
+        );
+        let n = _mm512_roundscale_ps::<FLOOR>(_mm512_fmadd_ps(
+            x,
+            _mm512_set1_ps(LOG2_E),
+            _mm512_set1_ps(0.5),
+        ));
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_HIGH), x);
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_LOW), r);
+        let mut p = _mm512_set1_ps(EXP_POLY[0]);
+        for &c in &EXP_POLY[1..] {
+            p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
+        }
+        let y = _mm512_add_ps(
+            _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r),
+            _mm512_set1_ps(1.0),
+        );
+        let exponent = _mm512_slli_epi32::<23>(_mm512_add_epi32(
+            _mm512_cvttps_epi32(n),
+            _mm512_set1_epi32(127),
+        ));
+        _mm512_mul_ps(y, _mm512_castsi512_ps(exponent))
+    }
+
+    #[target_feature(enable = "avx512f")]
+    fn sigmoid16(x: __m512) -> __m512 {
+        let one = _mm512_set1_ps(1.0);
+        let e = exp16(_mm512_sub_ps(_mm512_setzero_ps(), x));
+        _mm512_div_ps(one, _mm512_add_ps(one, e))
+    }
+
+    #[target_feature(enable = "avx512f")]
+    fn tanh16(x: __m512) -> __m512 {
+        // AVX-512F has the bitwise operations on integers only (the float ones are AVX-512DQ).
+        let sign_bit = _mm512_set1_epi32(i32::MIN);
+        let x_bits = _mm512_castps_si512(x);
+        let a = _mm512_castsi512_ps(_mm512_andnot_si512(sign_bit, x_bits));
+        let s = _mm512_mul_ps(x, x);
+        let mut p = _mm512_set1_ps(TANH_POLY[0]);
+        for &c in &TANH_POLY[1..] {
+            p = _mm512_fmadd_ps(p, s, _mm512_set1_ps(c));
+        }
+        let small = _mm512_fmadd_ps(_mm512_mul_ps(p, s), x, x);
+        let one = _mm512_set1_ps(1.0);
+        let large = _mm512_sub_ps(
+            one,
+            _mm512_div_ps(
+                _mm512_set1_ps(2.0),
+                _mm512_add_ps(exp16(_mm512_add_ps(a, a)), one),
+            ),
+        );
+        // copysign(large, x)
+        let large = _mm512_castsi512_ps(_mm512_or_si512(
+            _mm512_andnot_si512(sign_bit, _mm512_castps_si512(large)),
+            _mm512_and_si512(sign_bit, x_bits),
+        ));
+        let is_small = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(a, _mm512_set1_ps(TANH_SMALL));
+        _mm512_mask_blend_ps(is_small, large, small)
+    }
+
+    /// Applies `f` to every whole group of 16 values; returns the rest.
+    #[target_feature(enable = "avx512f")]
+    fn lanes(values: &mut [f32], f: impl Fn(__m512) -> __m512) -> &mut [f32] {
+        let whole = values.len() / 16 * 16;
+        let (head, rest) = values.split_at_mut(whole);
+        for chunk in head.chunks_exact_mut(16) {
+            // SAFETY: `chunk` holds exactly 16 floats.
+            unsafe { _mm512_storeu_ps(chunk.as_mut_ptr(), f(_mm512_loadu_ps(chunk.as_ptr()))) };
+        }
+        rest
+    }
+
+    /// # Safety
+    /// The CPU supports AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn sigmoid_lanes(values: &mut [f32]) -> &mut [f32] {
+        lanes(values, |x| sigmoid16(x))
+    }
+
+    /// # Safety
+    /// The CPU supports AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn tanh_lanes(values: &mut [f32]) -> &mut [f32] {
+        lanes(values, |x| tanh16(x))
     }
 }
 
@@ -943,9 +1060,40 @@ mod tests {
         sigmoid_in_place(&mut sig);
         let mut th = xs.clone();
         tanh_in_place(&mut th);
-        for ((x, s), t) in xs.iter().zip(&sig).zip(&th) {
-            assert_eq!(s.to_bits(), sigmoid(*x).to_bits(), "sigmoid({x})");
-            assert_eq!(t.to_bits(), tanh(*x).to_bits(), "tanh({x})");
+        assert_equal_to_scalar(&xs, &sig, &th, "dispatched");
+    }
+
+    /// Every SIMD width this CPU has, called directly (the dispatch above picks only the widest).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn every_simd_width_computes_the_scalar_bits() {
+        let xs = grid();
+        type Lanes = unsafe fn(&mut [f32]) -> &mut [f32];
+        let mut widths: Vec<(&str, Lanes, Lanes)> = Vec::new();
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            widths.push(("avx2", avx2::sigmoid_lanes, avx2::tanh_lanes));
+        }
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            widths.push(("avx512", avx512::sigmoid_lanes, avx512::tanh_lanes));
+        }
+        for (name, sigmoid_lanes, tanh_lanes) in widths {
+            let (mut sig, mut th) = (xs.clone(), xs.clone());
+            // SAFETY: only the kernels whose features this CPU reports are in `widths`.
+            unsafe {
+                sigmoid_lanes(&mut sig)
+                    .iter_mut()
+                    .for_each(|v| *v = sigmoid(*v));
+                tanh_lanes(&mut th).iter_mut().for_each(|v| *v = tanh(*v));
+            }
+            assert_equal_to_scalar(&xs, &sig, &th, name);
+        }
+    }
+
+    fn assert_equal_to_scalar(xs: &[f32], sig: &[f32], th: &[f32], kernel: &str) {
+        for ((x, s), t) in xs.iter().zip(sig).zip(th) {
+            assert_eq!(s.to_bits(), sigmoid(*x).to_bits(), "{kernel}: sigmoid({x})");
+            assert_eq!(t.to_bits(), tanh(*x).to_bits(), "{kernel}: tanh({x})");
         }
     }
 
