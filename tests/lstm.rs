@@ -201,7 +201,7 @@ fn hand_written_bptt_matches_autodiff_on(placement: Placement, batch: usize) {
         host(final_state.cell.inner()),
         "final cell",
     );
-    let fused = lstm.backward(&tape, weights.inner());
+    let fused = lstm.backward(tape, weights.inner());
     close(host(fused.input), host(x.grad(&grads).unwrap()), "d_input");
     let flat2 = |t: Tensor<2>| t.into_data().try_into_vec_as::<f32>().unwrap();
     let flat1 = |t: Tensor<1>| t.into_data().try_into_vec_as::<f32>().unwrap();

@@ -73,7 +73,8 @@ struct HostLayerCache {
     input: Vec<f32>,
     /// `h_{t−1}` after the episode-start reset, `[batch * time, H]`.
     hidden_prev: Vec<f32>,
-    /// `[i | f | g | o]` activated gates, `[batch * time, 4H]`.
+    /// `[i | f | g | o]` activated gates, `[batch * time, 4H]` (their gradients once the
+    /// backward pass has run).
     gates: Vec<f32>,
     /// `c_{t−1}` after the reset, `[batch * time, H]`.
     cell_prev: Vec<f32>,
@@ -172,7 +173,8 @@ fn begin_step(
 struct GatePart<'a> {
     d_step: &'a mut [f32],
     d_cell_next: &'a mut [f32],
-    d_gates: &'a mut [f32],
+    /// The activated gates of the part's rows, replaced step by step by their gradients.
+    gates: &'a mut [f32],
 }
 
 /// `input·w_ihᵀ + bias` for every row, in one product into a buffer that starts as the bias.
@@ -472,15 +474,19 @@ impl Lstm {
     /// [`forward_for_backward`](Self::forward_for_backward)) through time. The final state is
     /// treated as unused by the loss.
     ///
+    /// The tape is consumed: on the host each layer's gradients of the gates are written over
+    /// its activated gates, which the backward pass reads once per step, so that no second
+    /// `[batch · time, 4H]` buffer is allocated and written.
+    ///
     /// # Shapes
     /// - `d_output`: `[batch, time, d_hidden]`
-    pub fn backward(&self, tape: &LstmTape, d_output: Tensor<3>) -> LstmGrads {
-        match &tape.layers {
+    pub fn backward(&self, tape: LstmTape, d_output: Tensor<3>) -> LstmGrads {
+        match tape.layers {
             TapeLayers::Device { keep, layers } => {
-                self.backward_on_device(tape.batch, tape.time, keep.as_deref(), layers, d_output)
+                self.backward_on_device(tape.batch, tape.time, keep.as_deref(), &layers, d_output)
             }
             TapeLayers::Host { resets, layers } => {
-                self.backward_on_host(tape.batch, tape.time, resets, layers, d_output)
+                self.backward_on_host(tape.batch, tape.time, &resets, layers, d_output)
             }
         }
     }
@@ -490,7 +496,7 @@ impl Lstm {
         batch: usize,
         time: usize,
         resets: &[bool],
-        caches: &[HostLayerCache],
+        caches: Vec<HostLayerCache>,
         d_output: Tensor<3>,
     ) -> LstmGrads {
         let h = self.d_hidden();
@@ -498,13 +504,12 @@ impl Lstm {
         let device = d_output.device().without_autodiff();
         let mut d_input = into_host(d_output.inner());
         let mut grads = Vec::with_capacity(self.layers.len());
-        for (layer, cache) in self.layers.iter().zip(caches).rev() {
+        for (layer, mut cache) in self.layers.iter().zip(caches).rev() {
             let d_out = d_input;
             // `dz·W_hh` takes `W_hh` as it is, `[4H, H]`.
             let recurrent_weight = with_host_values(layer.weight_hh.val().inner(), |w_hh| {
                 PackedMatrix::pack(w_hh, 4 * h, h)
             });
-            let mut d_gates = vec![0.0; rows * 4 * h];
             let mut d_gates_step = vec![0.0; batch * 4 * h];
             let mut d_hidden_next = vec![0.0; batch * h];
             let mut d_cell_next = vec![0.0; batch * h];
@@ -514,36 +519,38 @@ impl Lstm {
                 let parts: Vec<GatePart<'_>> = d_gates_step
                     .chunks_mut(sequences * 4 * h)
                     .zip(d_cell_next.chunks_mut(sequences * h))
-                    .zip(d_gates.chunks_mut(sequences * time * 4 * h))
-                    .map(|((d_step, d_cell_next), d_gates)| GatePart {
+                    .zip(cache.gates.chunks_mut(sequences * time * 4 * h))
+                    .map(|((d_step, d_cell_next), gates)| GatePart {
                         d_step,
                         d_cell_next,
-                        d_gates,
+                        gates,
                     })
                     .collect();
                 let d_hidden_incoming = &d_hidden_next;
+                let (tanh_cells, cells_prev) = (&cache.tanh_cell, &cache.cell_prev);
                 fork::for_each_part(parts, &|index, part| {
                     let first = index * sequences;
                     for local in 0..part.d_cell_next.len() / h {
                         let (b, at) = (first + local, local * time + t);
                         let row = b * time + t;
-                        let gates = &cache.gates[row * 4 * h..(row + 1) * 4 * h];
+                        let gates = &mut part.gates[at * 4 * h..(at + 1) * 4 * h];
                         let d_step = &mut part.d_step[local * 4 * h..(local + 1) * 4 * h];
                         let d_cell_next = &mut part.d_cell_next[local * h..(local + 1) * h];
                         for j in 0..h {
                             let (i, f, g, o) =
                                 (gates[j], gates[h + j], gates[2 * h + j], gates[3 * h + j]);
-                            let tanh_cell = cache.tanh_cell[row * h + j];
+                            let tanh_cell = tanh_cells[row * h + j];
                             let d_hidden = d_out[row * h + j] + d_hidden_incoming[b * h + j];
                             let d_cell =
                                 d_cell_next[j] + d_hidden * o * (1.0 - tanh_cell * tanh_cell);
                             d_step[j] = d_cell * g * i * (1.0 - i);
-                            d_step[h + j] = d_cell * cache.cell_prev[row * h + j] * f * (1.0 - f);
+                            d_step[h + j] = d_cell * cells_prev[row * h + j] * f * (1.0 - f);
                             d_step[2 * h + j] = d_cell * i * (1.0 - g * g);
                             d_step[3 * h + j] = d_hidden * tanh_cell * o * (1.0 - o);
                             d_cell_next[j] = d_cell * f;
                         }
-                        part.d_gates[at * 4 * h..(at + 1) * 4 * h].copy_from_slice(d_step);
+                        // The step's gates are read for the last time: their gradients replace them.
+                        gates.copy_from_slice(d_step);
                     }
                 });
                 dense(
@@ -561,7 +568,8 @@ impl Lstm {
                 }
             }
             let d_in = cache.input.len() / rows;
-            let d_z = MatrixRef::new(&d_gates, rows, 4 * h);
+            let d_gates = &cache.gates;
+            let d_z = MatrixRef::new(d_gates, rows, 4 * h);
             // `dZᵀ·of` over all steps: `[4H, width]`.
             let weight_grad = |of: &[f32], width: usize| {
                 let mut grad = vec![0.0; 4 * h * width];
@@ -589,7 +597,7 @@ impl Lstm {
                 weight_ih: tensor(weight_ih, [4 * h, d_in]),
                 weight_hh: tensor(weight_hh, [4 * h, h]),
                 bias: Tensor::from_data(
-                    TensorData::new(gemm::column_sums(&d_gates, 4 * h), [4 * h]),
+                    TensorData::new(gemm::column_sums(d_gates, 4 * h), [4 * h]),
                     &device,
                 ),
             });

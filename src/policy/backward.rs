@@ -198,7 +198,7 @@ impl FactoredRecurrentActorCritic {
             }
         };
 
-        let lstm_grads = self.lstm.backward(&tape, d_lstm_out);
+        let lstm_grads = self.lstm.backward(tape, d_lstm_out);
         for (layer, g) in self.lstm.layers.iter().zip(lstm_grads.layers) {
             for (param_id, trainable, grad) in [
                 (
