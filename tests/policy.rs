@@ -694,6 +694,7 @@ fn fast_gradients_equal_autodiff_gradients_in_every_value_mode_and_depth() {
     head_hidden[reference::BLUEPRINT] = vec![8, 6];
     for (value_mode, critic_hidden) in [
         (ValueMode::SelectedOp, vec![8, 5]),
+        (ValueMode::SelectedOp, Vec::new()),
         (ValueMode::ExpectedOp, Vec::new()),
         (ValueMode::StateValue, vec![7]),
     ] {

@@ -570,15 +570,9 @@ impl Lstm {
             let d_in = cache.input.len() / rows;
             let d_gates = &cache.gates;
             let d_z = MatrixRef::new(d_gates, rows, 4 * h);
-            // `dZᵀ·of` over all steps: `[4H, width]`.
-            let weight_grad = |of: &[f32], width: usize| {
-                let mut grad = vec![0.0; 4 * h * width];
-                let of = MatrixRef::new(of, rows, width);
-                gemm::matmul(d_z.t(), of, &mut grad, Output::Overwrite, Split::WhenLarge);
-                grad
-            };
-            let weight_ih = weight_grad(&cache.input, d_in);
-            let weight_hh = weight_grad(&cache.hidden_prev, h);
+            // `dZᵀ·input` and `dZᵀ·h_{t−1}` over all steps: `[4H, d_in]` and `[4H, H]`.
+            let weight_ih = gemm::weight_gradient(d_z, MatrixRef::new(&cache.input, rows, d_in));
+            let weight_hh = gemm::weight_gradient(d_z, MatrixRef::new(&cache.hidden_prev, rows, h));
             let mut d_layer_input = vec![0.0; rows * d_in];
             with_host_values(layer.weight_ih.val().inner(), |w_ih| {
                 let w_ih = MatrixRef::new(w_ih, 4 * h, d_in);

@@ -4,9 +4,10 @@ use burn::optim::GradientsParams;
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor, TensorData};
 
+use super::config::ValueMode;
 use super::evaluate::{EvaluateInput, Evaluation};
 use super::host_features::HostFeatureTape;
-use super::host_mlp::{LinearGrads, backward_all, forward_all};
+use super::host_mlp::{LinearGrads, SelectedOpCriticTape, backward_all, forward_all};
 use super::network::{FactoredRecurrentActorCritic, LAYER_NORM_EPSILON};
 use crate::distribution::{into_host, to_host};
 use crate::error::Result;
@@ -32,9 +33,28 @@ fn register<const D: usize>(
     }
 }
 
+/// Adds `grad` to what `grads` holds for `param` (registers it if nothing), unless the parameter
+/// is frozen.
+fn add_grad<const D: usize>(
+    grads: &mut GradientsParams,
+    param: &Param<Tensor<D>>,
+    grad: Vec<f32>,
+    device: &Device,
+) {
+    if param.is_require_grad() {
+        let shape: [usize; D] = param.dims();
+        let grad = Tensor::<D>::from_data(TensorData::new(grad, shape), device);
+        let sum = match grads.remove::<D>(param.id) {
+            Some(existing) => existing + grad,
+            None => grad,
+        };
+        grads.register(param.id, sum);
+    }
+}
+
 /// The gradient a backward pass left for `tensor` as host values, zeros where the loss did not
 /// depend on it.
-fn host_grad(tensor: &Tensor<2>, grads: &mut burn::tensor::Gradients) -> Vec<f32> {
+fn host_grad<const D: usize>(tensor: &Tensor<D>, grads: &mut burn::tensor::Gradients) -> Vec<f32> {
     match tensor.grad_remove(grads) {
         Some(grad) => into_host(grad),
         None => vec![0.0; tensor.dims().iter().product()],
@@ -146,7 +166,32 @@ impl FactoredRecurrentActorCritic {
             Some((logits, _)) => logits.clone(),
             None => self.head_logits(&normalized_leaf),
         };
-        let evaluation = self.score(input, head_logits, normalized_leaf.clone(), state.detach())?;
+        let host_critic = match &lstm_norm {
+            LstmNormPass::Host { values, .. }
+                if self.config.value_mode == ValueMode::SelectedOp =>
+            {
+                // Stored ops out of range are left to `score`, which names them in its error.
+                let num_ops = self.space.num_ops();
+                self.stored_ops(input)
+                    .ok()
+                    .filter(|ops| ops.len() == rows && ops.iter().all(|&op| op < num_ops))
+                    .map(|ops| {
+                        let (q, tape) =
+                            SelectedOpCriticTape::forward(&self.critic, values, rows, ops);
+                        let leaf = Tensor::<1>::from_data(TensorData::new(q, [rows]), &device)
+                            .require_grad();
+                        (leaf, tape)
+                    })
+            }
+            _ => None,
+        };
+        let evaluation = self.score(
+            input,
+            head_logits,
+            normalized_leaf.clone(),
+            state.detach(),
+            host_critic.as_ref().map(|(values, _)| values.clone()),
+        )?;
         let (loss, output) = loss_fn(&evaluation)?;
         let mut loss_grads = loss.backward();
         let mut d_normalized = host_grad(&normalized_leaf, &mut loss_grads);
@@ -164,6 +209,27 @@ impl FactoredRecurrentActorCritic {
                     if let (Some(param), Some(grad)) = (&linear.bias, bias) {
                         register(&mut grads, param, grad, &device);
                     }
+                }
+            }
+        }
+
+        if let (
+            Some((values, tape)),
+            LstmNormPass::Host {
+                values: features, ..
+            },
+        ) = (host_critic, &lstm_norm)
+        {
+            let d_values = host_grad(&values, &mut loss_grads);
+            let critic_grads = tape.backward(features, d_values, &mut d_normalized);
+            // Added, not registered: a loss that also reads `Evaluation::q_values` reached the
+            // critic through autodiff too.
+            for (linear, LinearGrads { weight, bias }) in
+                self.critic.layers.iter().zip(critic_grads)
+            {
+                add_grad(&mut grads, &linear.weight, weight, &device);
+                if let (Some(param), Some(grad)) = (&linear.bias, bias) {
+                    add_grad(&mut grads, param, grad, &device);
                 }
             }
         }

@@ -119,7 +119,7 @@ impl FactoredRecurrentActorCritic {
         let starts = self.episode_start_tensor(&input.sequences);
         let trunk = self.trunk(inputs, batch, time, initial_state, Some(starts));
         let head_logits = self.head_logits(&trunk.features);
-        self.score(input, head_logits, trunk.features, trunk.state)
+        self.score(input, head_logits, trunk.features, trunk.state, None)
     }
 
     /// Scores stored actions from every head's logits and the normalized trunk features the
@@ -127,15 +127,20 @@ impl FactoredRecurrentActorCritic {
     /// [`evaluate_with_gradients`](Self::evaluate_with_gradients), which may compute the logits
     /// on the host).
     ///
+    /// In `SelectedOp` mode a caller that computed `Q(s, stored op)` itself (on the host) passes
+    /// it as `selected_op_values`; otherwise it is `None` and the critic runs here.
+    ///
     /// # Shapes
     /// - `head_logits`: per head `[batch * time, size_h]`
     /// - `features`: `[batch * time, d_hidden]`
+    /// - `selected_op_values`: `[batch * time]`
     pub(crate) fn score(
         &self,
         input: &EvaluateInput<'_>,
         head_logits: Vec<Tensor<2>>,
         features: Tensor<2>,
         state: LstmState,
+        selected_op_values: Option<Tensor<1>>,
     ) -> Result<Evaluation> {
         let rows = input.sequences.batch * input.sequences.time;
         self.check_masks(input.masks, rows)?;
@@ -152,9 +157,12 @@ impl FactoredRecurrentActorCritic {
         };
         let (values, op_values) = match self.config.value_mode {
             ValueMode::SelectedOp => {
-                let ops = ops.iter().map(|&op| op as i64).collect::<Vec<_>>();
-                let ops = Tensor::<1, Int>::from_data(TensorData::new(ops, [rows]), &self.device());
-                let values = self.critic.q_values_of(&features, num_ops, ops);
+                let values = selected_op_values.unwrap_or_else(|| {
+                    let ops = ops.iter().map(|&op| op as i64).collect::<Vec<_>>();
+                    let ops =
+                        Tensor::<1, Int>::from_data(TensorData::new(ops, [rows]), &self.device());
+                    self.critic.q_values_of(&features, num_ops, ops)
+                });
                 (values, deferred(features))
             }
             // π is a weight of the baseline here, not something the value loss should train.
@@ -182,7 +190,7 @@ impl FactoredRecurrentActorCritic {
         })
     }
 
-    fn stored_ops<'a>(&self, input: &EvaluateInput<'a>) -> Result<&'a [usize]> {
+    pub(crate) fn stored_ops<'a>(&self, input: &EvaluateInput<'a>) -> Result<&'a [usize]> {
         input
             .actions
             .get(self.space.op_index())

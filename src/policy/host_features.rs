@@ -95,14 +95,7 @@ impl FactoredRecurrentActorCritic {
         let rows = tape.rows;
         let [d_input, d_feature] = self.feature.weight.dims();
         let d_out = MatrixRef::new(d_output, rows, d_feature);
-        let mut weight = vec![0.0; d_input * d_feature];
-        gemm::matmul(
-            MatrixRef::new(&tape.inputs, rows, d_input).t(),
-            d_out,
-            &mut weight,
-            Output::Overwrite,
-            Split::WhenLarge,
-        );
+        let weight = gemm::weight_gradient(MatrixRef::new(&tape.inputs, rows, d_input), d_out);
         let bias = self
             .feature
             .bias

@@ -173,6 +173,126 @@ impl HostMlpTape {
     }
 }
 
+/// The critic `Q(s, op)` on `concat(features, one_hot(op))` for one op per row, forward and
+/// backward on host buffers: the first layer's state part is one `gemm`, the op part one row of
+/// its weight added per row (the one-hot product without the concatenation), as
+/// [`Mlp::q_values_of`] computes it through burn.
+#[derive(Debug, Clone)]
+pub(crate) struct SelectedOpCriticTape {
+    /// The first layer, `[d_hidden + num_ops, d_out]`.
+    first: HostLinear,
+    /// The stored op of every row.
+    ops: Vec<usize>,
+    /// `max(pre, 0)` of the first layer, `[rows, d_out]`, when more layers follow.
+    hidden: Vec<f32>,
+    /// The layers after the first, if any.
+    rest: Option<HostMlpTape>,
+    rows: usize,
+}
+
+impl SelectedOpCriticTape {
+    /// `Q(s, ops[row])` for every row, and what [`backward`](Self::backward) needs.
+    ///
+    /// # Shapes
+    /// - `features`: `[rows, d_hidden]`; `ops`: `[rows]`, each below the critic's op rows
+    /// - output: `[rows]`
+    pub(crate) fn forward(
+        critic: &Mlp,
+        features: &[f32],
+        rows: usize,
+        ops: &[usize],
+    ) -> (Vec<f32>, Self) {
+        let first = HostLinear::of(&critic.layers[0]);
+        let d_out = first.d_output;
+        let d_hidden = features.len() / rows.max(1);
+        let mut pre = match &first.bias {
+            Some(bias) => bias.repeat(rows),
+            None => vec![0.0; rows * d_out],
+        };
+        gemm::matmul(
+            MatrixRef::new(features, rows, d_hidden),
+            MatrixRef::new(&first.weight[..d_hidden * d_out], d_hidden, d_out),
+            &mut pre,
+            Output::Accumulate,
+            Split::WhenLarge,
+        );
+        for (row, &op) in pre.chunks_exact_mut(d_out).zip(ops) {
+            let op_row = &first.weight[(d_hidden + op) * d_out..(d_hidden + op + 1) * d_out];
+            row.iter_mut().zip(op_row).for_each(|(p, w)| *p += w);
+        }
+        let (values, hidden, rest) = if critic.layers.len() == 1 {
+            (pre, Vec::new(), None)
+        } else {
+            relu(&mut pre);
+            let layers = critic.layers[1..].iter().map(HostLinear::of).collect();
+            let (values, rest) = HostMlpTape::forward(layers, &pre, rows);
+            (values, pre, Some(rest))
+        };
+        let tape = Self {
+            first,
+            ops: ops.to_vec(),
+            hidden,
+            rest,
+            rows,
+        };
+        (values, tape)
+    }
+
+    /// Backpropagates `d_values`: returns every layer's gradients (first layer first) and adds
+    /// the gradient of `features` to `d_features`.
+    ///
+    /// # Shapes
+    /// - `features`: `[rows, d_hidden]`, the input of [`forward`](Self::forward)
+    /// - `d_values`: `[rows]`
+    /// - `d_features`: `[rows, d_hidden]`, added to
+    pub(crate) fn backward(
+        &self,
+        features: &[f32],
+        d_values: Vec<f32>,
+        d_features: &mut [f32],
+    ) -> Vec<LinearGrads> {
+        let (rows, d_out) = (self.rows, self.first.d_output);
+        let d_hidden = features.len() / rows.max(1);
+        let (d_pre, mut grads) = match &self.rest {
+            None => (d_values, Vec::new()),
+            Some(rest) => {
+                let mut d_pre = vec![0.0; rows * d_out];
+                let grads = rest.backward(&self.hidden, d_values, &mut d_pre);
+                // ReLU passes the gradient where its output was positive (a select, as in the heads).
+                for (d, &h) in d_pre.iter_mut().zip(&self.hidden) {
+                    *d = if h > 0.0 { *d } else { 0.0 };
+                }
+                (d_pre, grads)
+            }
+        };
+        let d_pre_matrix = MatrixRef::new(&d_pre, rows, d_out);
+        let mut weight =
+            gemm::weight_gradient(MatrixRef::new(features, rows, d_hidden), d_pre_matrix);
+        weight.resize(self.first.d_input * d_out, 0.0);
+        let op_rows = &mut weight[d_hidden * d_out..];
+        for (d_row, &op) in d_pre.chunks_exact(d_out).zip(&self.ops) {
+            op_rows[op * d_out..(op + 1) * d_out]
+                .iter_mut()
+                .zip(d_row)
+                .for_each(|(w, d)| *w += d);
+        }
+        let bias = self
+            .first
+            .bias
+            .as_ref()
+            .map(|_| gemm::column_sums(&d_pre, d_out));
+        gemm::matmul(
+            d_pre_matrix,
+            MatrixRef::new(&self.first.weight[..d_hidden * d_out], d_hidden, d_out).t(),
+            d_features,
+            Output::Accumulate,
+            Split::WhenLarge,
+        );
+        grads.insert(0, LinearGrads { weight, bias });
+        grads
+    }
+}
+
 /// Each of `mlps` over the same `input` (as [`Mlp::forward`], to float rounding), the MLPs spread
 /// over the cores; returns every MLP's output and the tapes for [`backward_all`].
 ///
