@@ -199,17 +199,38 @@ pub(crate) fn weight_gradient(input: MatrixRef<'_>, d_output: MatrixRef<'_>) -> 
     total
 }
 
+/// At least this many values before [`column_sums`] spreads its columns over the cores.
+const MIN_VALUES_TO_SPLIT_SUMS: usize = 1 << 18;
+
 /// The sum of the rows of a row-major `[rows, width]` matrix: the gradient of a bias added to
 /// every row.
+///
+/// Large matrices are split by columns over the cores ([`fork`]): every sum still adds the rows
+/// in order, so the result does not depend on the split. (The LSTM's bias gradient reads the
+/// whole `[rows, 4H]` gate gradient, 39 MB in the 32 × 150 update.)
 ///
 /// # Shapes
 /// - `values`: `[rows, width]`
 /// - output: `[width]`
 pub(crate) fn column_sums(values: &[f32], width: usize) -> Vec<f32> {
     let mut sums = vec![0.0; width];
-    for row in values.chunks_exact(width) {
-        sums.iter_mut().zip(row).for_each(|(s, v)| *s += v);
+    if width == 0 {
+        return sums;
     }
+    let parts = if values.len() >= MIN_VALUES_TO_SPLIT_SUMS {
+        fork::threads().min(width)
+    } else {
+        1
+    };
+    let per_part = width.div_ceil(parts);
+    fork::for_each_part(sums.chunks_mut(per_part).collect(), &|index, part| {
+        let columns = index * per_part..index * per_part + part.len();
+        for row in values.chunks_exact(width) {
+            part.iter_mut()
+                .zip(&row[columns.clone()])
+                .for_each(|(s, v)| *s += v);
+        }
+    });
     sums
 }
 
@@ -300,6 +321,22 @@ mod tests {
         // No rows: a zero gradient of the weight's shape.
         let none = weight_gradient(MatrixRef::new(&[], 0, 3), MatrixRef::new(&[], 0, 2));
         assert_eq!(none, vec![0.0; 6]);
+    }
+
+    /// Column sums add every row in order, split over the cores or not (bit for bit), and an
+    /// empty matrix sums to zeros.
+    #[test]
+    fn column_sums_add_the_rows_in_order() {
+        for (rows, width) in [(5, 3), (700, 513)] {
+            let data = values(rows * width, 5);
+            let mut expected = vec![0.0f32; width];
+            for row in data.chunks_exact(width) {
+                expected.iter_mut().zip(row).for_each(|(e, v)| *e += v);
+            }
+            assert_eq!(column_sums(&data, width), expected, "[{rows}, {width}]");
+        }
+        assert_eq!(column_sums(&[], 4), vec![0.0; 4]);
+        assert!(column_sums(&[], 0).is_empty());
     }
 
     #[test]
