@@ -8,7 +8,6 @@
 //! at run time), and spread larger products over the cores with [`fork`].
 
 use super::fork;
-use std::sync::Mutex;
 
 /// Output columns of one packed strip: what an AVX2 register tile covers per row (two 8-wide
 /// vectors), and one 16-wide AVX-512 vector (whose tiles span several strips).
@@ -136,56 +135,89 @@ pub fn dense(x: &[f32], rows: usize, w: &PackedMatrix, bias: &[f32], out: &mut [
         bias.is_empty() || bias.len() == w.n,
         "dense: bias is not [n]"
     );
-    let view = w.view();
-    let num_strips = w.n.div_ceil(TILE_COLUMNS);
-    let parts = (rows * w.k * w.n / MIN_MULTIPLY_ADDS_PER_PART)
-        .min(num_strips)
-        .min(fork::threads());
-    if parts < 2 {
-        dense_view(x, rows, view, bias, out);
+    if column_parts(rows, w) < 2 {
+        dense_view(x, rows, w.view(), bias, out);
         return;
     }
-    // Consecutive runs of column strips, one per thread, each into its own buffer; every element
-    // is computed exactly as on one thread.
-    let mut pieces = Vec::with_capacity(parts);
-    let mut rest = view;
-    for part in 0..parts {
+    let mut pieces = Vec::new();
+    dense_in_pieces_with_bias(x, rows, w, bias, &mut pieces);
+    for piece in &pieces {
+        let width = piece.columns.len();
+        for (row, values) in out
+            .chunks_exact_mut(w.n)
+            .zip(piece.values.chunks_exact(width))
+        {
+            row[piece.columns.clone()].copy_from_slice(values);
+        }
+    }
+}
+
+/// A run of output columns of [`dense_in_pieces`] and their values.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DensePiece {
+    /// The output columns this piece holds.
+    pub columns: std::ops::Range<usize>,
+    /// `[rows, columns.len()]`, row-major.
+    pub values: Vec<f32>,
+}
+
+/// `x · w` for `rows` rows as [`dense`] computes it (no bias), left in runs of output columns,
+/// one per core, instead of copied into one matrix: a recurrence that reads every element once
+/// (the LSTM's `h·W_hhᵀ` every step) skips that copy, which one core made while the other waited,
+/// and the pieces' buffers are reused from call to call.
+///
+/// # Shapes
+/// - `x`: `rows * w.k()`
+/// - `pieces`: replaced by runs of columns covering `0..w.n()` in order
+///
+/// # Panics
+/// When `x` is not `[rows, k]`.
+pub fn dense_in_pieces(x: &[f32], rows: usize, w: &PackedMatrix, pieces: &mut Vec<DensePiece>) {
+    assert_eq!(x.len(), rows * w.k, "dense: x is not [rows, k]");
+    dense_in_pieces_with_bias(x, rows, w, &[], pieces);
+}
+
+/// Threads a product of `rows` rows by `w` is spread over: by column strips, at least
+/// [`MIN_MULTIPLY_ADDS_PER_PART`] multiply-adds each.
+fn column_parts(rows: usize, w: &PackedMatrix) -> usize {
+    (rows * w.k * w.n / MIN_MULTIPLY_ADDS_PER_PART)
+        .min(w.n.div_ceil(TILE_COLUMNS))
+        .min(fork::threads())
+        .max(1)
+}
+
+fn dense_in_pieces_with_bias(
+    x: &[f32],
+    rows: usize,
+    w: &PackedMatrix,
+    bias: &[f32],
+    pieces: &mut Vec<DensePiece>,
+) {
+    // Consecutive runs of column strips, one per thread; every element is computed exactly as on
+    // one thread.
+    let parts = column_parts(rows, w);
+    let num_strips = w.n.div_ceil(TILE_COLUMNS);
+    let mut views = Vec::with_capacity(parts);
+    let mut rest = w.view();
+    let mut first_column = 0;
+    pieces.resize_with(parts, DensePiece::default);
+    for (part, piece) in pieces.iter_mut().enumerate() {
         let strips = (num_strips * (part + 1)) / parts - (num_strips * part) / parts;
-        let (piece, after) = rest.split_at_strip(strips);
-        pieces.push(piece);
+        let (view, after) = rest.split_at_strip(strips);
+        piece.columns = first_column..first_column + view.n;
+        piece.values.resize(rows * view.n, 0.0);
+        first_column += view.n;
+        views.push(view);
         rest = after;
     }
-    let first_columns: Vec<usize> = pieces
-        .iter()
-        .scan(0, |c0, piece| {
-            let first = *c0;
-            *c0 += piece.n;
-            Some(first)
-        })
-        .collect();
-    let outputs: Vec<Mutex<Vec<f32>>> = pieces
-        .iter()
-        .map(|piece| Mutex::new(vec![0.0; rows * piece.n]))
-        .collect();
-    fork::run_parts(parts, &|part| {
-        let (piece, c0) = (pieces[part], first_columns[part]);
+    fork::for_each_part(pieces.iter_mut().collect(), &|part, piece| {
         let piece_bias = if bias.is_empty() {
             &[][..]
         } else {
-            &bias[c0..c0 + piece.n]
+            &bias[piece.columns.clone()]
         };
-        let mut piece_out = outputs[part].lock().unwrap_or_else(|e| e.into_inner());
-        dense_view(x, rows, piece, piece_bias, &mut piece_out);
+        dense_view(x, rows, views[part], piece_bias, &mut piece.values);
     });
-    for ((piece, c0), piece_out) in pieces.iter().zip(&first_columns).zip(outputs) {
-        let piece_out = piece_out.into_inner().unwrap_or_else(|e| e.into_inner());
-        for (row, values) in out
-            .chunks_exact_mut(w.n)
-            .zip(piece_out.chunks_exact(piece.n))
-        {
-            row[*c0..c0 + piece.n].copy_from_slice(values);
-        }
-    }
 }
 
 /// Each thread gets at least this many multiply-adds of a product, else the product runs on fewer
@@ -962,6 +994,8 @@ mod tests {
 
     #[test]
     fn dense_is_the_sequential_fused_sum_for_every_tiling() {
+        // One set of pieces for every shape: `dense_in_pieces` reshapes what it is given.
+        let mut pieces = Vec::new();
         for (rows, k, n, with_bias) in [
             (1, 3, 16, true),
             (4, 7, 32, true),
@@ -995,6 +1029,23 @@ mod tests {
                 let mut out = vec![f32::NAN; rows * n];
                 dense_view_with(kernel, &x, rows, packed.view(), &bias, &mut out);
                 outputs.push((format!("{kernel:?}"), out));
+            }
+            if !with_bias {
+                dense_in_pieces(&x, rows, &packed, &mut pieces);
+                let mut out = vec![f32::NAN; rows * n];
+                let mut next_column = 0;
+                for piece in &pieces {
+                    assert_eq!(piece.columns.start, next_column, "pieces in column order");
+                    next_column = piece.columns.end;
+                    let width = piece.columns.len();
+                    assert_eq!(piece.values.len(), rows * width);
+                    for r in 0..rows {
+                        out[r * n + piece.columns.start..r * n + piece.columns.end]
+                            .copy_from_slice(&piece.values[r * width..(r + 1) * width]);
+                    }
+                }
+                assert_eq!(next_column, n, "pieces cover every column");
+                outputs.push((format!("dense_in_pieces ({} pieces)", pieces.len()), out));
             }
             for (name, out) in &outputs {
                 for r in 0..rows {

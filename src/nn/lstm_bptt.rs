@@ -22,7 +22,7 @@ use burn::tensor::{Device, Tensor, TensorData, s};
 
 use super::fork;
 use super::gemm::{self, MatrixRef, Output, Split};
-use super::host::{PackedMatrix, dense, lstm_cell};
+use super::host::{DensePiece, PackedMatrix, dense_in_pieces, lstm_cell};
 use super::lstm::{Lstm, LstmState};
 use crate::distribution::{into_host, to_host, with_host_values};
 
@@ -366,7 +366,7 @@ impl Lstm {
             let mut cell_prev = vec![0.0; rows * h];
             let mut tanh_cell = vec![0.0; rows * h];
             let mut output = vec![0.0; rows * h];
-            let mut recurrent = vec![0.0; batch * 4 * h];
+            let mut recurrent = Vec::new();
             // The first step begins here; every later one at the end of the step before it.
             for b in (0..batch).filter(|_| time > 0) {
                 let (state, row) = (b * h..(b + 1) * h, b * time);
@@ -380,7 +380,7 @@ impl Lstm {
             }
             let sequences = sequences_per_part(batch);
             for t in 0..time {
-                dense(&hidden, batch, &recurrent_weight, &[], &mut recurrent);
+                dense_in_pieces(&hidden, batch, &recurrent_weight, &mut recurrent);
                 // Each part owns whole sequences: its rows of the state and of every per-row
                 // buffer (rows are batch-major, so a run of sequences is one contiguous range).
                 // A part also begins its rows' next step (reset, `h_{t−1}` and `c_{t−1}` kept), so
@@ -415,9 +415,14 @@ impl Lstm {
                     for local in 0..part.hidden.len() / h {
                         let (b, at) = (first + local, local * time + t);
                         let gates = &mut part.gates[at * 4 * h..(at + 1) * 4 * h];
-                        for (z, &r) in gates.iter_mut().zip(&recurrent[b * 4 * h..(b + 1) * 4 * h])
-                        {
-                            *z += r;
+                        for piece in &recurrent {
+                            let width = piece.columns.len();
+                            for (z, &r) in gates[piece.columns.clone()]
+                                .iter_mut()
+                                .zip(&piece.values[b * width..(b + 1) * width])
+                            {
+                                *z += r;
+                            }
                         }
                         let state = local * h..(local + 1) * h;
                         lstm_cell(
@@ -511,7 +516,11 @@ impl Lstm {
                 PackedMatrix::pack(w_hh, 4 * h, h)
             });
             let mut d_gates_step = vec![0.0; batch * 4 * h];
-            let mut d_hidden_next = vec![0.0; batch * h];
+            // `dh_{t+1}·∂h_{t+1}/∂h_t`, in the column pieces `dense_in_pieces` leaves it in.
+            let mut d_hidden_next = vec![DensePiece {
+                columns: 0..h,
+                values: vec![0.0; batch * h],
+            }];
             let mut d_cell_next = vec![0.0; batch * h];
             let sequences = sequences_per_part(batch);
             for t in (0..time).rev() {
@@ -536,35 +545,34 @@ impl Lstm {
                         let gates = &mut part.gates[at * 4 * h..(at + 1) * 4 * h];
                         let d_step = &mut part.d_step[local * 4 * h..(local + 1) * 4 * h];
                         let d_cell_next = &mut part.d_cell_next[local * h..(local + 1) * h];
-                        for j in 0..h {
-                            let (i, f, g, o) =
-                                (gates[j], gates[h + j], gates[2 * h + j], gates[3 * h + j]);
-                            let tanh_cell = tanh_cells[row * h + j];
-                            let d_hidden = d_out[row * h + j] + d_hidden_incoming[b * h + j];
-                            let d_cell =
-                                d_cell_next[j] + d_hidden * o * (1.0 - tanh_cell * tanh_cell);
-                            d_step[j] = d_cell * g * i * (1.0 - i);
-                            d_step[h + j] = d_cell * cells_prev[row * h + j] * f * (1.0 - f);
-                            d_step[2 * h + j] = d_cell * i * (1.0 - g * g);
-                            d_step[3 * h + j] = d_hidden * tanh_cell * o * (1.0 - o);
-                            d_cell_next[j] = d_cell * f;
+                        for piece in d_hidden_incoming {
+                            let width = piece.columns.len();
+                            let incoming = &piece.values[b * width..(b + 1) * width];
+                            for (j, &d_next) in piece.columns.clone().zip(incoming) {
+                                let (i, f, g, o) =
+                                    (gates[j], gates[h + j], gates[2 * h + j], gates[3 * h + j]);
+                                let tanh_cell = tanh_cells[row * h + j];
+                                let d_hidden = d_out[row * h + j] + d_next;
+                                let d_cell =
+                                    d_cell_next[j] + d_hidden * o * (1.0 - tanh_cell * tanh_cell);
+                                d_step[j] = d_cell * g * i * (1.0 - i);
+                                d_step[h + j] = d_cell * cells_prev[row * h + j] * f * (1.0 - f);
+                                d_step[2 * h + j] = d_cell * i * (1.0 - g * g);
+                                d_step[3 * h + j] = d_hidden * tanh_cell * o * (1.0 - o);
+                                d_cell_next[j] = d_cell * f;
+                            }
                         }
                         // The step's gates are read for the last time: their gradients replace them.
                         gates.copy_from_slice(d_step);
                     }
                 });
-                dense(
-                    &d_gates_step,
-                    batch,
-                    &recurrent_weight,
-                    &[],
-                    &mut d_hidden_next,
-                );
-                for b in 0..batch {
-                    if resets[b * time + t] {
-                        d_hidden_next[b * h..(b + 1) * h].fill(0.0);
-                        d_cell_next[b * h..(b + 1) * h].fill(0.0);
+                dense_in_pieces(&d_gates_step, batch, &recurrent_weight, &mut d_hidden_next);
+                for b in (0..batch).filter(|&b| resets[b * time + t]) {
+                    for piece in &mut d_hidden_next {
+                        let width = piece.columns.len();
+                        piece.values[b * width..(b + 1) * width].fill(0.0);
                     }
+                    d_cell_next[b * h..(b + 1) * h].fill(0.0);
                 }
             }
             let d_in = cache.input.len() / rows;
