@@ -64,8 +64,9 @@ fn host_grad<const D: usize>(tensor: &Tensor<D>, grads: &mut burn::tensor::Gradi
 impl FactoredRecurrentActorCritic {
     /// Evaluates stored sequences like [`evaluate_actions`](Self::evaluate_actions), builds a loss
     /// from the evaluation with `loss_fn`, and returns the gradients of every parameter — with the
-    /// LSTM's backward pass (and on burn's CPU backend the policy heads') done by hand instead of
-    /// through burn's autodiff, which is several times faster over long sequences. Gradients equal
+    /// LSTM's backward pass (and on burn's CPU backend the feature layer's, the LayerNorms', the
+    /// policy heads' and, in `SelectedOp` mode, the critic's) done by hand instead of through
+    /// burn's autodiff, which is several times faster over long sequences. Gradients equal
     /// those of `evaluate_actions` + `backward()` (tested).
     ///
     /// The module must live on an autodiff device and be in training mode (`.train()`).
@@ -83,8 +84,8 @@ impl FactoredRecurrentActorCritic {
     }
 
     /// [`evaluate_with_gradients`](Self::evaluate_with_gradients) with the hand-written passes
-    /// (the LSTM's recurrence; on the host also both LayerNorms and the policy heads) placed by
-    /// the caller. Both placements compute the same gradients (to float rounding).
+    /// (the LSTM's recurrence; on the host also the feature layer with the embedding table, both
+    /// LayerNorms, the policy heads and, in `SelectedOp` mode, the critic) placed by the caller. Both placements compute the same gradients (to float rounding).
     ///
     /// # Errors
     /// The errors of [`evaluate_actions`](Self::evaluate_actions) and of `loss_fn`.
@@ -108,9 +109,9 @@ impl FactoredRecurrentActorCritic {
         // The graph is differentiated in pieces, each seeded with the gradient of its output: the
         // feature layer and its LayerNorm by hand on the host (by burn's autodiff from the inputs
         // to the features the LSTM reads otherwise), the LSTM by hand, the LSTM's LayerNorm by
-        // hand on the host (by autodiff otherwise), the policy heads by hand on the host, and the
-        // loss by autodiff from the normalized LSTM output and the heads' logits, which re-enter
-        // as leaves.
+        // hand on the host (by autodiff otherwise), the policy heads and (in `SelectedOp` mode)
+        // the critic by hand on the host, and the loss by autodiff from the normalized LSTM
+        // output, the heads' logits and the critic's values, which re-enter as leaves.
         let (features, feature_pass) = if on_host {
             let (pre_norm, layer) = self.feature_forward(sequences)?;
             let (values, norm) = host_layer_norm(&self.feature_norm, pre_norm, true);
