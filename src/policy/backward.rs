@@ -17,24 +17,9 @@ use crate::nn::layer_norm::{
 use crate::nn::{LstmState, Placement};
 use crate::optim::accumulate_grads;
 
-/// Registers `grad` for `param` unless the parameter is frozen.
-fn register<const D: usize>(
-    grads: &mut GradientsParams,
-    param: &Param<Tensor<D>>,
-    grad: Vec<f32>,
-    device: &Device,
-) {
-    if param.is_require_grad() {
-        let shape: [usize; D] = param.dims();
-        grads.register(
-            param.id,
-            Tensor::<D>::from_data(TensorData::new(grad, shape), device),
-        );
-    }
-}
-
 /// Adds `grad` to what `grads` holds for `param` (registers it if nothing), unless the parameter
-/// is frozen.
+/// is frozen. Added, not registered over: a loss may also reach a parameter through autodiff
+/// (the critic's, through `Evaluation::q_values`).
 fn add_grad<const D: usize>(
     grads: &mut GradientsParams,
     param: &Param<Tensor<D>>,
@@ -206,9 +191,9 @@ impl FactoredRecurrentActorCritic {
             let head_grads = backward_all(&tapes, values, d_logits, &mut d_normalized);
             for (head, layer_grads) in self.heads.iter().zip(head_grads) {
                 for (linear, LinearGrads { weight, bias }) in head.layers.iter().zip(layer_grads) {
-                    register(&mut grads, &linear.weight, weight, &device);
+                    add_grad(&mut grads, &linear.weight, weight, &device);
                     if let (Some(param), Some(grad)) = (&linear.bias, bias) {
-                        register(&mut grads, param, grad, &device);
+                        add_grad(&mut grads, param, grad, &device);
                     }
                 }
             }
@@ -223,8 +208,6 @@ impl FactoredRecurrentActorCritic {
         {
             let d_values = host_grad(&values, &mut loss_grads);
             let critic_grads = tape.backward(features, d_values, &mut d_normalized);
-            // Added, not registered: a loss that also reads `Evaluation::q_values` reached the
-            // critic through autodiff too.
             for (linear, LinearGrads { weight, bias }) in
                 self.critic.layers.iter().zip(critic_grads)
             {
@@ -300,17 +283,17 @@ impl FactoredRecurrentActorCritic {
                     &device,
                 );
                 let layer_grads = self.feature_backward(&layer, &d_pre_norm);
-                register(
+                add_grad(
                     &mut grads,
                     &self.feature.weight,
                     layer_grads.weight,
                     &device,
                 );
                 if let (Some(param), Some(grad)) = (&self.feature.bias, layer_grads.bias) {
-                    register(&mut grads, param, grad, &device);
+                    add_grad(&mut grads, param, grad, &device);
                 }
                 if let (Some(embedding), Some(grad)) = (&self.embedding, layer_grads.embedding) {
-                    register(&mut grads, &embedding.weight, grad, &device);
+                    add_grad(&mut grads, &embedding.weight, grad, &device);
                 }
             }
             FeaturePass::Device { features } => {
@@ -394,9 +377,9 @@ fn host_layer_norm_backward(
         gamma: d_gamma,
         beta: d_beta,
     } = layer_norm_backward(tape, &gamma, &beta, d_output);
-    register(grads, &norm.gamma, d_gamma, device);
+    add_grad(grads, &norm.gamma, d_gamma, device);
     if let Some(beta) = &norm.beta {
-        register(grads, beta, d_beta, device);
+        add_grad(grads, beta, d_beta, device);
     }
     input
 }
