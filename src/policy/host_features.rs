@@ -8,9 +8,10 @@
 //! a buffer that starts as the bias, and the backward pass computes the weight gradient, the bias
 //! gradient and only the embedding columns of the input gradient, scattered into the table.
 
-use burn::nn::{Embedding, Linear};
+use burn::nn::Embedding;
 
 use super::evaluate::Sequences;
+use super::host_mlp::HostLinear;
 use super::network::{FactoredRecurrentActorCritic, checked_inputs};
 use crate::distribution::to_host;
 use crate::error::Result;
@@ -24,6 +25,8 @@ pub(crate) struct HostFeatureTape {
     inputs: Vec<f32>,
     /// The embedding-table row of every categorical input, `[rows, num_inputs]`.
     indices: Vec<i64>,
+    /// The layer's parameters as the forward pass used them.
+    layer: HostLinear,
     rows: usize,
 }
 
@@ -62,21 +65,12 @@ impl FactoredRecurrentActorCritic {
             Some(embedding) => concat_embeddings(sequences.observations, &indices, rows, embedding),
             None => sequences.observations.to_vec(),
         };
-        let (weight, bias, d_input, d_feature) = linear_parameters(&self.feature);
-        let mut output = match bias {
-            Some(bias) => bias.repeat(rows),
-            None => vec![0.0; rows * d_feature],
-        };
-        gemm::matmul(
-            MatrixRef::new(&inputs, rows, d_input),
-            MatrixRef::new(&weight, d_input, d_feature),
-            &mut output,
-            Output::Accumulate,
-            Split::WhenLarge,
-        );
+        let layer = HostLinear::of(&self.feature);
+        let output = layer.forward(&inputs, rows, Split::WhenLarge);
         let tape = HostFeatureTape {
             inputs,
             indices,
+            layer,
             rows,
         };
         Ok((output, tape))
@@ -92,12 +86,11 @@ impl FactoredRecurrentActorCritic {
         tape: &HostFeatureTape,
         d_output: &[f32],
     ) -> HostFeatureGrads {
-        let rows = tape.rows;
-        let [d_input, d_feature] = self.feature.weight.dims();
+        let (rows, layer) = (tape.rows, &tape.layer);
+        let (d_input, d_feature) = (layer.d_input, layer.d_output);
         let d_out = MatrixRef::new(d_output, rows, d_feature);
         let weight = gemm::weight_gradient(MatrixRef::new(&tape.inputs, rows, d_input), d_out);
-        let bias = self
-            .feature
+        let bias = layer
             .bias
             .as_ref()
             .map(|_| gemm::column_sums(d_output, d_feature));
@@ -106,11 +99,15 @@ impl FactoredRecurrentActorCritic {
             // receive.
             let d_observation = self.config.d_observation;
             let d_embedded = d_input - d_observation;
-            let weight = to_host(&self.feature.weight.val().inner());
             let mut d_embeddings = vec![0.0; rows * d_embedded];
             gemm::matmul(
                 d_out,
-                MatrixRef::new(&weight[d_observation * d_feature..], d_embedded, d_feature).t(),
+                MatrixRef::new(
+                    &layer.weight[d_observation * d_feature..],
+                    d_embedded,
+                    d_feature,
+                )
+                .t(),
                 &mut d_embeddings,
                 Output::Overwrite,
                 Split::WhenLarge,
@@ -123,14 +120,6 @@ impl FactoredRecurrentActorCritic {
             embedding,
         }
     }
-}
-
-/// `(weight [d_input, d_output], bias, d_input, d_output)` of `linear` as host values.
-fn linear_parameters(linear: &Linear) -> (Vec<f32>, Option<Vec<f32>>, usize, usize) {
-    let [d_input, d_output] = linear.weight.dims();
-    let weight = to_host(&linear.weight.val().inner());
-    let bias = linear.bias.as_ref().map(|b| to_host(&b.val().inner()));
-    (weight, bias, d_input, d_output)
 }
 
 /// Every row's observations followed by the table rows of its categorical inputs.

@@ -23,17 +23,17 @@ use crate::nn::host::relu;
 
 /// One `Linear` layer's parameters as host values.
 #[derive(Debug, Clone)]
-struct HostLinear {
+pub(crate) struct HostLinear {
     /// `[d_input, d_output]`, as burn's `Linear` holds it.
-    weight: Vec<f32>,
+    pub weight: Vec<f32>,
     /// `[d_output]`, if the layer has a bias.
-    bias: Option<Vec<f32>>,
-    d_input: usize,
-    d_output: usize,
+    pub bias: Option<Vec<f32>>,
+    pub d_input: usize,
+    pub d_output: usize,
 }
 
 impl HostLinear {
-    fn of(linear: &Linear) -> Self {
+    pub(crate) fn of(linear: &Linear) -> Self {
         let [d_input, d_output] = linear.weight.dims();
         Self {
             weight: to_host(&linear.weight.val().inner()),
@@ -41,6 +41,38 @@ impl HostLinear {
             d_input,
             d_output,
         }
+    }
+
+    /// `input·W + b` for every row, in one product into a buffer that starts as the bias. An input
+    /// narrower than the layer meets the first rows of `W` only (the critic's state part, without
+    /// its one-hot op columns).
+    ///
+    /// # Shapes
+    /// - `input`: `[rows, d]` with `d ≤ d_input`
+    /// - output: `[rows, d_output]`
+    pub(crate) fn forward(&self, input: &[f32], rows: usize, split: Split) -> Vec<f32> {
+        let d = input.len() / rows.max(1);
+        let mut output = match &self.bias {
+            Some(bias) => bias.repeat(rows),
+            None => vec![0.0; rows * self.d_output],
+        };
+        gemm::matmul(
+            MatrixRef::new(input, rows, d),
+            MatrixRef::new(&self.weight[..d * self.d_output], d, self.d_output),
+            &mut output,
+            Output::Accumulate,
+            split,
+        );
+        output
+    }
+}
+
+/// The ReLU gradient mask: `d` passes where the ReLU's `output` was positive. A select, not a
+/// branch: the signs are as good as random, and a mispredicted branch per element was 12 % of the
+/// heads' backward pass.
+fn relu_backward(d: &mut [f32], output: &[f32]) {
+    for (d, &h) in d.iter_mut().zip(output) {
+        *d = if h > 0.0 { *d } else { 0.0 };
     }
 }
 
@@ -80,17 +112,7 @@ impl HostMlpTape {
             } else {
                 &hidden[index - 1]
             };
-            let mut result = match &layer.bias {
-                Some(bias) => bias.repeat(rows),
-                None => vec![0.0; rows * layer.d_output],
-            };
-            gemm::matmul(
-                MatrixRef::new(layer_input, rows, layer.d_input),
-                MatrixRef::new(&layer.weight, layer.d_input, layer.d_output),
-                &mut result,
-                Output::Accumulate,
-                Split::Never,
-            );
+            let mut result = layer.forward(layer_input, rows, Split::Never);
             if index + 1 < layers.len() {
                 relu(&mut result);
                 hidden.push(result);
@@ -158,12 +180,7 @@ impl HostMlpTape {
                     Output::Overwrite,
                     Split::Never,
                 );
-                // ReLU passes the gradient where its output was positive. A select, not a
-                // branch: the signs are as good as random, and a mispredicted branch per element
-                // was 12 % of the heads' backward pass.
-                for (d, &h) in d_hidden.iter_mut().zip(layer_input) {
-                    *d = if h > 0.0 { *d } else { 0.0 };
-                }
+                relu_backward(&mut d_hidden, layer_input);
                 d_output = d_hidden;
             }
             grads.push(LinearGrads { weight, bias });
@@ -205,17 +222,7 @@ impl SelectedOpCriticTape {
         let first = HostLinear::of(&critic.layers[0]);
         let d_out = first.d_output;
         let d_hidden = features.len() / rows.max(1);
-        let mut pre = match &first.bias {
-            Some(bias) => bias.repeat(rows),
-            None => vec![0.0; rows * d_out],
-        };
-        gemm::matmul(
-            MatrixRef::new(features, rows, d_hidden),
-            MatrixRef::new(&first.weight[..d_hidden * d_out], d_hidden, d_out),
-            &mut pre,
-            Output::Accumulate,
-            Split::WhenLarge,
-        );
+        let mut pre = first.forward(features, rows, Split::WhenLarge);
         for (row, &op) in pre.chunks_exact_mut(d_out).zip(ops) {
             let op_row = &first.weight[(d_hidden + op) * d_out..(d_hidden + op + 1) * d_out];
             row.iter_mut().zip(op_row).for_each(|(p, w)| *p += w);
@@ -258,10 +265,7 @@ impl SelectedOpCriticTape {
             Some(rest) => {
                 let mut d_pre = vec![0.0; rows * d_out];
                 let grads = rest.backward(&self.hidden, d_values, &mut d_pre);
-                // ReLU passes the gradient where its output was positive (a select, as in the heads).
-                for (d, &h) in d_pre.iter_mut().zip(&self.hidden) {
-                    *d = if h > 0.0 { *d } else { 0.0 };
-                }
+                relu_backward(&mut d_pre, &self.hidden);
                 (d_pre, grads)
             }
         };
